@@ -1,0 +1,211 @@
+"""What every classifier shares: the predict contract, the model directory, safe loading.
+
+A model directory is self-describing:
+    meta.json            format version, model type, model version, library versions, configs
+    labels.json          taxonomy (names, Chinese names), per-tag thresholds, sentiment order
+    metrics.json         evaluation of this model on data it was not trained on
+    weights.safetensors  arrays (no pickles anywhere: loading never runs code from the folder)
+    ...                  model-type specific files (vocabulary, tokenizer, ...)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+from models.prediction import Prediction
+from models.schema import SENTIMENTS, Taxonomy
+
+__all__ = ["FORMAT_VERSION", "ModelLoadError", "TagClassifier", "library_versions", "read_json"]
+
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+LABELS_FILE = "labels.json"
+METRICS_FILE = "metrics.json"
+WEIGHTS_FILE = "weights.safetensors"
+
+
+class ModelLoadError(Exception):
+    """The model directory is missing, corrupt or incompatible; the message says which part."""
+
+
+def read_json(directory: Path, name: str) -> Any:
+    path = directory / name
+    if not path.is_file():
+        raise ModelLoadError(f"{directory}: missing {name} (not a kesheng model directory, or an incomplete copy)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path}: corrupt JSON ({exc})") from exc
+
+
+def library_versions(*names: str) -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in ("kesheng", *names):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _empty_prediction(taxonomy: Taxonomy, note: str) -> Prediction:
+    return Prediction(
+        tags=[],
+        scores={name: 0.0 for name in taxonomy.names},
+        sentiment="neutral",
+        sentiment_scores={s: float(s == "neutral") for s in SENTIMENTS},
+        evidence=[],
+        notes=[note],
+    )
+
+
+class TagClassifier(ABC):
+    """Multi-label problem tags + sentiment for Chinese feedback.
+
+    Subclasses implement `_predict_texts` for non-empty strings and their own weight files;
+    this class guarantees the contract: one Prediction per input, in order, whatever the input.
+    """
+
+    model_type: ClassVar[str]
+
+    # Set by fit() or load().
+    taxonomy_: Taxonomy
+    thresholds_: dict[str, float]
+    metrics_: dict
+    meta_: dict
+
+    def predict(self, texts: Sequence[str | None]) -> list[Prediction]:
+        """Tag every text. None, empty and whitespace-only texts get no tags and a note."""
+        if isinstance(texts, str):
+            raise TypeError("predict() takes a list of texts; wrap a single text in a list")
+        self._check_fitted()
+        results: list[Prediction | None] = [None] * len(texts)
+        todo_index: list[int] = []
+        todo_text: list[str] = []
+        for i, text in enumerate(texts):
+            if text is None:
+                results[i] = _empty_prediction(self.taxonomy_, "missing text")
+            elif not isinstance(text, str):
+                raise TypeError(f"text #{i} is {type(text).__name__}, not str")
+            elif not text.strip():
+                results[i] = _empty_prediction(self.taxonomy_, "empty text")
+            else:
+                todo_index.append(i)
+                todo_text.append(text)
+        if todo_text:
+            for i, prediction in zip(todo_index, self._predict_texts(todo_text), strict=True):
+                results[i] = prediction
+        return results  # type: ignore[return-value]
+
+    @abstractmethod
+    def _predict_texts(self, texts: list[str]) -> list[Prediction]: ...
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "thresholds_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() or load a model directory")
+
+    def _no_signal(self, note: str) -> Prediction:
+        return _empty_prediction(self.taxonomy_, note)
+
+    def _tags_above_threshold(self, scores: dict[str, float]) -> list[str]:
+        return [name for name in self.taxonomy_.names if scores[name] >= self.thresholds_[name]]
+
+    # -- the directory -------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write the model directory atomically: a crash leaves the old directory intact."""
+        self._check_fitted()
+        target = Path(path)
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            self._save_weights(staging)
+            labels = {
+                "taxonomy": self.taxonomy_.to_list(),
+                "thresholds": self.thresholds_,
+                "sentiments": list(SENTIMENTS),
+            }
+            (staging / LABELS_FILE).write_text(json.dumps(labels, ensure_ascii=False, indent=2), encoding="utf-8")
+            (staging / METRICS_FILE).write_text(
+                json.dumps(getattr(self, "metrics_", {}), ensure_ascii=False, indent=2), encoding="utf-8"
+            )
+            meta = dict(self.meta_)
+            meta.update(format_version=FORMAT_VERSION, model_type=self.model_type)
+            meta["model_version"] = meta.get("model_version") or self._version_from(staging)
+            (staging / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
+            self.meta_ = meta
+            if target.exists():
+                backup = target.with_name(f".{target.name}.old")
+                shutil.rmtree(backup, ignore_errors=True)
+                target.rename(backup)
+                staging.rename(target)
+                shutil.rmtree(backup, ignore_errors=True)
+            else:
+                staging.rename(target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    def _version_from(self, staging: Path) -> str:
+        digest = hashlib.sha256((staging / WEIGHTS_FILE).read_bytes()).hexdigest()[:8]
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
+        return f"{self.model_type}-{stamp}-{digest}"
+
+    @abstractmethod
+    def _save_weights(self, directory: Path) -> None: ...
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "TagClassifier":
+        directory = Path(path)
+        if not directory.is_dir():
+            raise ModelLoadError(f"model directory {directory} does not exist or is not a directory")
+        meta = read_json(directory, META_FILE)
+        if not isinstance(meta, dict):
+            raise ModelLoadError(f"{directory / META_FILE}: expected a JSON object")
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ModelLoadError(
+                f"{directory}: model format version {version!r}, this kesheng reads version {FORMAT_VERSION}; "
+                "retrain the model or use a matching kesheng version"
+            )
+        if meta.get("model_type") != cls.model_type:
+            raise ModelLoadError(f"{directory}: model type {meta.get('model_type')!r}, expected {cls.model_type!r}")
+        labels = read_json(directory, LABELS_FILE)
+        try:
+            taxonomy = Taxonomy.from_list(labels["taxonomy"])
+            thresholds = {name: float(labels["thresholds"][name]) for name in taxonomy.names}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelLoadError(f"{directory / LABELS_FILE}: malformed labels ({exc!r})") from exc
+        if list(labels.get("sentiments", [])) != list(SENTIMENTS):
+            raise ModelLoadError(f"{directory / LABELS_FILE}: sentiments {labels.get('sentiments')} != {list(SENTIMENTS)}")
+        bad = {k: v for k, v in thresholds.items() if not (0.0 <= v <= 1.0) or math.isnan(v)}
+        if bad:
+            raise ModelLoadError(f"{directory / LABELS_FILE}: thresholds outside [0, 1]: {bad}")
+        model = cls._load_weights(directory, meta)
+        model.taxonomy_ = taxonomy
+        model.thresholds_ = thresholds
+        model.meta_ = meta
+        model.metrics_ = read_json(directory, METRICS_FILE) if (directory / METRICS_FILE).exists() else {}
+        model._check_consistent(directory)
+        return model
+
+    @classmethod
+    @abstractmethod
+    def _load_weights(cls, directory: Path, meta: dict) -> "TagClassifier": ...
+
+    def _check_consistent(self, directory: Path) -> None:
+        """Subclasses verify that weights and labels agree (shapes, label counts)."""

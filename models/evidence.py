@@ -1,0 +1,54 @@
+"""Turn per-occurrence contributions into a few readable evidence spans."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nlp.normalize import is_punctuation
+
+__all__ = ["spans_from_contributions"]
+
+# A character counts as evidence when it carries at least this share of the strongest character.
+RELATIVE_FLOOR = 0.25
+# A span is reported only when it carries at least this share of the strongest span.
+SPAN_FLOOR = 0.2
+
+
+def spans_from_contributions(
+    text: str, spans: np.ndarray, contributions: np.ndarray, max_spans: int
+) -> list[tuple[int, int, float]]:
+    """Spread each occurrence's contribution over its characters, keep the strong runs.
+
+    Overlapping word and n-gram features reinforce the same characters, so runs of strongly
+    positive characters are the phrases that pushed the score ("等了半天"), not single n-grams.
+    Returns up to `max_spans` (start, end, weight) in normalized-text offsets, strongest first.
+    """
+    if len(spans) == 0:
+        return []
+    per_char = np.zeros(len(text), dtype=np.float32)
+    lengths = (spans[:, 1] - spans[:, 0]).astype(np.float32)
+    share = contributions / np.maximum(lengths, 1.0)
+    for (a, b), value in zip(spans.tolist(), share.tolist()):
+        if value > 0:
+            per_char[a:b] += value
+    peak = float(per_char.max())
+    if peak <= 0:
+        return []
+    strong = per_char >= peak * RELATIVE_FLOOR
+    for i, char in enumerate(text):
+        if strong[i] and (char.isspace() or is_punctuation(char)):
+            strong[i] = False
+    runs: list[tuple[int, int, float]] = []
+    i = 0
+    n = len(text)
+    while i < n:
+        if not strong[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and strong[j]:
+            j += 1
+        runs.append((i, j, float(per_char[i:j].sum())))
+        i = j
+    runs.sort(key=lambda run: -run[2])
+    return [run for run in runs[:max_spans] if run[2] >= runs[0][2] * SPAN_FLOOR]

@@ -1,0 +1,42 @@
+"""The one output type every caller gets: CLI, batch files and the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Evidence", "Prediction"]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A span of the ORIGINAL text that pushed a tag: text[start:end] == self.text."""
+
+    tag: str
+    start: int
+    end: int
+    text: str
+    weight: float  # the span's share of the tag's score (model-specific, larger = stronger)
+
+    def to_dict(self) -> dict:
+        return {"tag": self.tag, "start": self.start, "end": self.end, "text": self.text, "weight": round(self.weight, 4)}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    tags: list[str]  # tags whose score reached the tag's threshold, in taxonomy order
+    scores: dict[str, float]  # probability per tag, every tag of the taxonomy
+    sentiment: str  # negative | neutral | positive
+    sentiment_scores: dict[str, float]  # probability per sentiment, sums to 1
+    evidence: list[Evidence] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the model could not do as usual (empty text, truncation)
+
+    def to_dict(self, id=None) -> dict:
+        return {
+            "id": id,
+            "tags": list(self.tags),
+            "scores": {k: round(v, 4) for k, v in self.scores.items()},
+            "sentiment": self.sentiment,
+            "sentiment_scores": {k: round(v, 4) for k, v in self.sentiment_scores.items()},
+            "evidence": [e.to_dict() for e in self.evidence],
+            "notes": list(self.notes),
+        }

@@ -1,0 +1,108 @@
+"""jieba word tokenization with a domain dictionary, offsets and negation scope."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from importlib import resources
+
+import jieba
+
+from nlp.normalize import is_emoji, is_punctuation
+
+__all__ = ["NEGATORS", "Token", "WordTokenizer"]
+
+jieba.setLogLevel(logging.WARNING)
+
+# Words that flip the meaning of what follows: 不慢 is not slow, 没等多久 is no wait.
+# Words that merely start with 不/没 (不耐烦, 没用, 不行) are dictionary words of their own and
+# are therefore not negators.
+NEGATORS = frozenset(
+    "不 没 没有 无 未 别 勿 非 并不 并没有 从不 从没 从来不 从来没有 毫无 一点也不 一点都不 "
+    "绝不 决不 不太 不算 不会 不用 无需 不必 没什么".split()
+)
+# Negation reaches a few words forward and never past a clause boundary.
+NEGATION_SCOPE = 3
+
+# Weibo emoticon codes such as [怒] or [微笑] carry sentiment and must stay one token.
+_PROTECTED = re.compile(r"\[[\u4e00-\u9fffa-z]{1,6}\]")
+
+
+@dataclass(frozen=True)
+class Token:
+    """A word of the normalized text: [start, end) into it; negated when inside a negation scope."""
+
+    word: str
+    start: int
+    end: int
+    negated: bool = False
+
+
+class WordTokenizer:
+    """jieba with the domain user dictionary, one private dictionary per instance.
+
+    jieba's module-level tokenizer is global state; a private `jieba.Tokenizer` keeps the
+    domain words from leaking into (or being changed by) other users of jieba in the process.
+    """
+
+    _shared: "WordTokenizer | None" = None
+    _shared_lock = threading.Lock()
+
+    def __init__(self, hmm: bool = False, user_dict: str | None = None):
+        self.hmm = hmm
+        self.user_dict = user_dict
+        self._jieba = jieba.Tokenizer()
+        self._jieba.initialize()
+        if user_dict is None:
+            with resources.as_file(resources.files("nlp") / "resources" / "userdict.txt") as path:
+                self._jieba.load_userdict(str(path))
+        else:
+            self._jieba.load_userdict(user_dict)
+
+    @classmethod
+    def shared(cls, hmm: bool = False) -> "WordTokenizer":
+        """Process-wide instance with the bundled dictionary: building one costs about a second."""
+        with cls._shared_lock:
+            if cls._shared is None or cls._shared.hmm != hmm:
+                cls._shared = cls(hmm=hmm)
+            return cls._shared
+
+    def words(self, text: str) -> list[tuple[str, int, int]]:
+        """Raw (word, start, end) triples, whitespace dropped, Weibo codes kept whole."""
+        out: list[tuple[str, int, int]] = []
+        last = 0
+        for match in _PROTECTED.finditer(text):
+            out.extend(self._segment(text[last : match.start()], last))
+            out.append((match.group(), match.start(), match.end()))
+            last = match.end()
+        out.extend(self._segment(text[last:], last))
+        return out
+
+    def _segment(self, text: str, offset: int) -> list[tuple[str, int, int]]:
+        if not text:
+            return []
+        return [
+            (word, start + offset, end + offset)
+            for word, start, end in self._jieba.tokenize(text, HMM=self.hmm)
+            if not word.isspace()
+        ]
+
+    def tokenize(self, text: str) -> list[Token]:
+        """Words with negation scope marked: words after a negator, up to a clause boundary."""
+        tokens: list[Token] = []
+        scope = 0
+        for word, start, end in self.words(text):
+            if word in NEGATORS:
+                tokens.append(Token(word, start, end))
+                scope = NEGATION_SCOPE
+                continue
+            if len(word) == 1 and is_punctuation(word) and not is_emoji(word):
+                scope = 0
+                tokens.append(Token(word, start, end))
+                continue
+            tokens.append(Token(word, start, end, negated=scope > 0))
+            if scope:
+                scope -= 1
+        return tokens

@@ -1,0 +1,1 @@
+"""What users and other systems call: the `kesheng` CLI, file tagging, the HTTP API."""

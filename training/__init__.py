@@ -1,0 +1,1 @@
+"""Training pipeline: labeled data in, a self-describing model directory out."""

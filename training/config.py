@@ -1,0 +1,63 @@
+"""Typed training configuration, saved with every model it produces."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+
+from models.baseline import BaselineParams
+
+__all__ = ["ColumnMap", "TrainConfig", "bundled_seed_corpus"]
+
+
+def bundled_seed_corpus() -> str:
+    """The team-written seed corpus: the default training set."""
+    return str(resources.files("training") / "seed" / "seed_corpus.jsonl")
+
+
+@dataclass
+class ColumnMap:
+    text: str = "text"  # column with the comment
+    id: str = "id"  # column with a unique row id; row numbers are used when absent
+    sentiment: str = "sentiment"  # column with negative|neutral|positive
+    tags: str = "tags"  # alternative to one 0/1 column per tag: a list of tag names per row
+
+
+@dataclass
+class TrainConfig:
+    train_files: list[str] = field(default_factory=lambda: [bundled_seed_corpus()])  # JSONL/CSV labeled data
+    dev_file: str | None = None  # thresholds are tuned here; split off the training data when absent
+    test_file: str | None = None  # metrics are measured here; split off the training data when absent
+    columns: ColumnMap = field(default_factory=ColumnMap)  # how the files name their columns
+    model_type: str = "tfidf-linear"  # which classifier to train
+    baseline: BaselineParams = field(default_factory=BaselineParams)  # tfidf-linear hyperparameters
+    seed: int = 13  # fixes every split and solver; same data + config = same model
+    test_fraction: float = 0.2  # share held out for metrics when no test_file is given
+    dev_fraction: float = 0.2  # share of the rest held out for thresholds when no dev_file is given
+    refit_with_dev: bool = True  # after tuning thresholds, refit on train+dev so no label is wasted
+    min_positives_for_threshold: int = 5  # fewer dev positives than this: keep threshold 0.5
+    threshold_bounds: tuple[float, float] = (0.1, 0.9)  # tuned thresholds are clipped to this range
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys {unknown}; known: {sorted(known)}")
+        data = dict(data)
+        if "columns" in data:
+            data["columns"] = ColumnMap(**data["columns"])
+        if "baseline" in data:
+            data["baseline"] = BaselineParams.from_dict(data["baseline"])
+        if "threshold_bounds" in data:
+            data["threshold_bounds"] = tuple(data["threshold_bounds"])
+        return cls(**data)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainConfig":
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))

@@ -1,0 +1,226 @@
+"""Labeled data: load JSONL/CSV with `datasets`, validate, split reproducibly.
+
+Every problem is reported with the offending rows (first few + count), and nothing is
+silently dropped: a file either loads whole or fails with the full list of problems.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
+from nlp import normalize
+from training.config import ColumnMap
+
+__all__ = ["DataValidationError", "LabeledSet", "group_split", "load_labeled"]
+
+_TRUE = {1, "1", True, "true", "True", "yes"}
+_FALSE = {0, "0", False, "false", "False", "no"}
+SHOW_ROWS = 5
+
+
+class DataValidationError(ValueError):
+    """The labeled data has problems; the message lists each with example rows."""
+
+
+@dataclass
+class LabeledSet:
+    ids: list[str]
+    texts: list[str]
+    tags: np.ndarray  # (n, n_tags) int8 in taxonomy order
+    sentiments: list[str]
+    taxonomy: Taxonomy
+    warnings: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, indices: Sequence[int]) -> "LabeledSet":
+        idx = list(indices)
+        return LabeledSet(
+            [self.ids[i] for i in idx],
+            [self.texts[i] for i in idx],
+            self.tags[idx],
+            [self.sentiments[i] for i in idx],
+            self.taxonomy,
+            [],
+        )
+
+    @staticmethod
+    def concat(parts: Sequence["LabeledSet"]) -> "LabeledSet":
+        return LabeledSet(
+            [i for p in parts for i in p.ids],
+            [t for p in parts for t in p.texts],
+            np.concatenate([p.tags for p in parts]) if parts else np.zeros((0, 0), np.int8),
+            [s for p in parts for s in p.sentiments],
+            parts[0].taxonomy,
+            [w for p in parts for w in p.warnings],
+        )
+
+
+class _Problems:
+    def __init__(self, source: str):
+        self.source = source
+        self.rows: dict[str, list[str]] = defaultdict(list)
+
+    def add(self, kind: str, row: str) -> None:
+        self.rows[kind].append(row)
+
+    def message(self) -> str:
+        lines = [f"{self.source}: {sum(len(v) for v in self.rows.values())} problem row(s)"]
+        for kind, rows in self.rows.items():
+            shown = ", ".join(rows[:SHOW_ROWS]) + (f", ... ({len(rows)} in all)" if len(rows) > SHOW_ROWS else "")
+            lines.append(f"  - {kind}: {shown}")
+        return "\n".join(lines)
+
+
+def _read_rows(path: Path) -> list[dict]:
+    """Rows as dicts via `datasets` (JSONL or CSV), with clear errors for unreadable files."""
+    if not path.is_file():
+        raise DataValidationError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    builder = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv"}.get(suffix)
+    if builder is None:
+        raise DataValidationError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .csv or .tsv")
+    if path.stat().st_size == 0:
+        raise DataValidationError(f"{path}: file is empty")
+    import datasets
+
+    datasets.disable_progress_bars()
+    kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    if builder == "csv":
+        # Every column as text: ids like 00123 must not turn into numbers.
+        kwargs["dtype"] = str
+        kwargs["keep_default_na"] = False
+    try:
+        dataset = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
+    except Exception as exc:  # datasets wraps parser errors in several exception types
+        cause = exc.__cause__ or exc
+        raise DataValidationError(f"{path}: cannot be read as {builder.upper()}: {cause}") from exc
+    return dataset.to_list()
+
+
+def load_labeled(
+    path: str | Path,
+    columns: ColumnMap = ColumnMap(),
+    taxonomy: Taxonomy = DEFAULT_TAXONOMY,
+) -> LabeledSet:
+    """Load one labeled file. Tags come from one 0/1 column per tag or a `tags` list column."""
+    path = Path(path)
+    rows = _read_rows(path)
+    if not rows:
+        raise DataValidationError(f"{path}: no rows")
+    available = list(rows[0].keys())
+    if columns.text not in available:
+        raise DataValidationError(f"{path}: text column {columns.text!r} not found; columns are {available}")
+    if columns.sentiment not in available:
+        raise DataValidationError(f"{path}: sentiment column {columns.sentiment!r} not found; columns are {available}")
+    per_tag = all(name in available for name in taxonomy.names)
+    if not per_tag and columns.tags not in available:
+        missing = [n for n in taxonomy.names if n not in available]
+        raise DataValidationError(
+            f"{path}: no tag labels: need a 0/1 column for each of {list(taxonomy.names)} "
+            f"(missing {missing}) or a list column {columns.tags!r}; columns are {available}"
+        )
+    problems = _Problems(str(path))
+    ids: list[str] = []
+    texts: list[str] = []
+    tags = np.zeros((len(rows), len(taxonomy.names)), dtype=np.int8)
+    sentiments: list[str] = []
+    known = set(taxonomy.names)
+    for n, row in enumerate(rows):
+        raw_id = row.get(columns.id)
+        row_id = str(raw_id) if raw_id not in (None, "") else f"row-{n + 1}"
+        where = f"row {n + 1} (id {row_id})"
+        ids.append(row_id)
+        text = row.get(columns.text)
+        if not isinstance(text, str) or not text.strip():
+            problems.add(f"missing or empty text in column {columns.text!r}", where)
+            text = ""
+        texts.append(text)
+        sentiment = row.get(columns.sentiment)
+        if sentiment not in SENTIMENTS:
+            problems.add(f"sentiment not in {list(SENTIMENTS)}", f"{where}: {sentiment!r}")
+        sentiments.append(sentiment if sentiment in SENTIMENTS else "neutral")
+        if per_tag:
+            for j, name in enumerate(taxonomy.names):
+                value = row.get(name)
+                if value in _TRUE:
+                    tags[n, j] = 1
+                elif value not in _FALSE:
+                    problems.add(f"tag {name!r} is not 0/1", f"{where}: {value!r}")
+        else:
+            value = row.get(columns.tags)
+            if isinstance(value, str):
+                value = [v for v in value.replace(";", ",").replace("|", ",").split(",") if v.strip()]
+            if not isinstance(value, list):
+                problems.add(f"column {columns.tags!r} is not a list of tag names", f"{where}: {value!r}")
+                continue
+            for name in value:
+                name = str(name).strip()
+                if name not in known:
+                    problems.add(f"unknown tag (known: {sorted(known)})", f"{where}: {name!r}")
+                else:
+                    tags[n, taxonomy.names.index(name)] = 1
+    seen: dict[str, int] = {}
+    for n, row_id in enumerate(ids):
+        if row_id in seen:
+            problems.add("duplicate id", f"row {n + 1} repeats id {row_id} of row {seen[row_id] + 1}")
+        else:
+            seen[row_id] = n
+    warnings = []
+    by_text: dict[str, list[int]] = defaultdict(list)
+    for n, text in enumerate(texts):
+        if text:
+            by_text[normalize(text).text].append(n)
+    for members in by_text.values():
+        if len(members) < 2:
+            continue
+        first = members[0]
+        conflict = [m for m in members[1:] if (tags[m] != tags[first]).any() or sentiments[m] != sentiments[first]]
+        pairs = f"ids {[ids[m] for m in members][:SHOW_ROWS]}"
+        if conflict:
+            problems.add("same text, different labels", pairs)
+        else:
+            warnings.append(f"{path}: duplicate text with identical labels, {pairs} (kept; splits keep them together)")
+    if problems.rows:
+        raise DataValidationError(problems.message())
+    return LabeledSet(ids, texts, tags, sentiments, taxonomy, warnings)
+
+
+def group_split(data: LabeledSet, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Split row indices into (rest, held_out) of about `fraction`, reproducibly.
+
+    Identical texts (after normalization) stay on one side so that a held-out score is never
+    inflated by a copy in training; each label combination is split in proportion so rare
+    tags appear on both sides.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"split fraction must be in (0, 1), got {fraction}")
+    groups: dict[str, list[int]] = defaultdict(list)
+    for n, text in enumerate(data.texts):
+        groups[normalize(text).text].append(n)
+    strata: dict[tuple, list[list[int]]] = defaultdict(list)
+    for members in groups.values():
+        first = members[0]
+        strata[(tuple(data.tags[first].tolist()), data.sentiments[first])].append(members)
+    rng = random.Random(seed)
+    rest: list[int] = []
+    held: list[int] = []
+    carry = 0.0
+    for key in sorted(strata):
+        members = strata[key]
+        rng.shuffle(members)
+        # Carry the rounding remainder across strata so small strata still add up to `fraction`.
+        want = len(members) * fraction + carry
+        take = int(want)
+        carry = want - take
+        for k, group in enumerate(members):
+            (held if k < take else rest).extend(group)
+    return sorted(rest), sorted(held)

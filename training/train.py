@@ -1,0 +1,89 @@
+"""train: data -> fitted model with tuned thresholds and honest metrics -> model directory."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from models import TagClassifier
+from models.baseline import TfidfLinearClassifier
+from models.schema import DEFAULT_TAXONOMY
+from training.config import TrainConfig
+from training.data import LabeledSet, group_split, load_labeled
+from training.evaluate import choose_thresholds, evaluate, evaluate_predictions
+
+__all__ = ["TrainResult", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    model: TagClassifier
+    metrics: dict  # {"test": ..., "dev": ..., "data": ...}
+    seconds: float
+
+
+def _build(config: TrainConfig) -> TfidfLinearClassifier:
+    if config.model_type != "tfidf-linear":
+        raise ValueError(f"unknown model_type {config.model_type!r}; available: ['tfidf-linear']")
+    return TfidfLinearClassifier(config.baseline, DEFAULT_TAXONOMY)
+
+
+def _fit(model: TfidfLinearClassifier, data: LabeledSet) -> TfidfLinearClassifier:
+    return model.fit(data.texts, data.tags, data.sentiments)
+
+
+def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: bool = False) -> TrainResult:
+    """Fit, tune thresholds on dev, refit, measure on test, save (when output_dir is given)."""
+    started = time.perf_counter()
+    if output_dir is not None and Path(output_dir).exists() and not overwrite:
+        raise FileExistsError(f"{output_dir} exists; choose another directory or allow overwrite")
+    parts = [load_labeled(path, config.columns, DEFAULT_TAXONOMY) for path in config.train_files]
+    data = LabeledSet.concat(parts)
+    for warning in data.warnings:
+        log.warning(warning)
+    if config.test_file:
+        test = load_labeled(config.test_file, config.columns, DEFAULT_TAXONOMY)
+        pool = data
+    else:
+        rest, held = group_split(data, config.test_fraction, config.seed)
+        pool, test = data.subset(rest), data.subset(held)
+    if config.dev_file:
+        dev = load_labeled(config.dev_file, config.columns, DEFAULT_TAXONOMY)
+        fit_part = pool
+    else:
+        rest, held = group_split(pool, config.dev_fraction, config.seed + 1)
+        fit_part, dev = pool.subset(rest), pool.subset(held)
+
+    model = _fit(_build(config), fit_part)
+    dev_predictions = model.predict(dev.texts)
+    thresholds = choose_thresholds(
+        dev.tags, dev_predictions, DEFAULT_TAXONOMY, config.min_positives_for_threshold, config.threshold_bounds
+    )
+    model.set_thresholds(thresholds)
+    dev_metrics = evaluate_predictions(dev, model.predict(dev.texts))
+    if config.refit_with_dev:
+        model = _fit(_build(config), LabeledSet.concat([fit_part, dev]))
+        model.set_thresholds(thresholds)
+    test_metrics = evaluate(model, test)
+    metrics = {
+        "test": test_metrics,
+        "dev_before_refit": dev_metrics,
+        "data": {
+            "train_files": [str(p) for p in config.train_files],
+            "n_fit": len(fit_part),
+            "n_dev": len(dev),
+            "n_test": len(test),
+            "n_final_training": model.meta_["n_training_texts"],
+        },
+    }
+    model.metrics_ = metrics
+    model.meta_["training_config"] = config.to_dict()
+    seconds = time.perf_counter() - started
+    model.meta_["training_seconds"] = round(seconds, 2)
+    if output_dir is not None:
+        model.save(output_dir, overwrite=overwrite)
+    return TrainResult(model, metrics, seconds)
