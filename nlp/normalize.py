@@ -70,11 +70,13 @@ def _char_table() -> dict[int, str]:
         parts = line.split("\t")
         if len(parts) != 2 or len(parts[0]) != 1:
             continue
-        trad, simp = parts[0], parts[1].split(" ")[0]
-        if trad not in simplified_keys and len(simp) == 1 and simp != trad:
+        trad, candidates = parts[0], parts[1].split(" ")
+        # 乾 -> "干 乾": when the character itself is a candidate, only context can decide.
+        simp = candidates[0]
+        if trad not in simplified_keys and trad not in candidates and len(simp) == 1:
             table[ord(trad)] = simp
     for code in range(0xFF01, 0xFF5F):
-        table[code] = chr(_fullwidth_to_halfwidth(code))
+        table[code] = chr(_fullwidth_to_halfwidth(code)).lower()
     table[0x3000] = " "
     for code in range(ord("A"), ord("Z") + 1):
         table[code] = chr(code + 32)
@@ -140,8 +142,7 @@ class _Builder:
 def normalize(text: str) -> NormalizedText:
     """Normalize customer text for tokenization, keeping an offset map to the original.
 
-    Steps: Unicode compatibility forms that keep length (full-width to half-width, lowercase
-    Latin), traditional to simplified characters, URLs and @mentions removed, emoji modifiers
+    Steps: full-width to half-width, lowercase Latin, traditional to simplified characters, URLs and @mentions removed, emoji modifiers
     and zero-width characters removed, runs of the same punctuation collapsed to one, control
     characters and whitespace runs collapsed to a single space, ends stripped.
     """

@@ -6,6 +6,7 @@ silently dropped: a file either loads whole or fails with the full list of probl
 
 from __future__ import annotations
 
+import csv
 import random
 from collections import defaultdict
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import numpy as np
 
 from models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
 from nlp import normalize
+from nlp.normalize import is_emoji
 from training.config import ColumnMap
 
 __all__ = ["DataValidationError", "LabeledSet", "group_split", "load_labeled"]
@@ -80,6 +82,11 @@ class _Problems:
         return "\n".join(lines)
 
 
+def dedupe_key(text: str) -> str:
+    """Texts that differ only in width, script, case, spacing or punctuation are one text."""
+    return "".join(ch for ch in normalize(text).text if ch.isalnum() or is_emoji(ch))
+
+
 def _read_rows(path: Path) -> list[dict]:
     """Rows as dicts via `datasets` (JSONL or CSV), with clear errors for unreadable files."""
     if not path.is_file():
@@ -93,11 +100,21 @@ def _read_rows(path: Path) -> list[dict]:
     import datasets
 
     datasets.disable_progress_bars()
-    kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    kwargs: dict = {}
     if builder == "csv":
-        # Every column as text: ids like 00123 must not turn into numbers.
-        kwargs["dtype"] = str
-        kwargs["keep_default_na"] = False
+        delimiter = "\t" if suffix == ".tsv" else ","
+        try:
+            with open(path, encoding="utf-8-sig", newline="") as handle:
+                header = next(csv.reader(handle, delimiter=delimiter), [])
+        except UnicodeDecodeError as exc:
+            raise DataValidationError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        # Every column as text: ids like 00123 must not turn into numbers, nor empty cells into NaN.
+        kwargs.update(
+            delimiter=delimiter,
+            features=datasets.Features({name: datasets.Value("string") for name in header}),
+            keep_default_na=False,
+            encoding="utf-8-sig",
+        )
     try:
         dataset = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
     except Exception as exc:  # datasets wraps parser errors in several exception types
@@ -178,7 +195,7 @@ def load_labeled(
     by_text: dict[str, list[int]] = defaultdict(list)
     for n, text in enumerate(texts):
         if text:
-            by_text[normalize(text).text].append(n)
+            by_text[dedupe_key(text)].append(n)
     for members in by_text.values():
         if len(members) < 2:
             continue
@@ -205,7 +222,7 @@ def group_split(data: LabeledSet, fraction: float, seed: int) -> tuple[list[int]
         raise ValueError(f"split fraction must be in (0, 1), got {fraction}")
     groups: dict[str, list[int]] = defaultdict(list)
     for n, text in enumerate(data.texts):
-        groups[normalize(text).text].append(n)
+        groups[dedupe_key(text)].append(n)
     strata: dict[tuple, list[list[int]]] = defaultdict(list)
     for members in groups.values():
         first = members[0]

@@ -1,0 +1,103 @@
+"""The predict contract every model type must keep (shared with the transformer later)."""
+
+import math
+
+import pytest
+
+from models import Prediction, load_model
+from models.schema import SENTIMENTS
+
+TEXTS = [
+    "等了半小时都没人接电话",
+    "打了三次电话还是没解决，客服还直接挂我电话！！",
+    "這個月話費莫名其妙多扣了20塊，也沒人通知我",
+    "客服态度很好，处理得很及时，谢谢",
+    "菜有点咸",
+    "请问怎么开通国际漫游？",
+]
+BAD = [
+    None,
+    "",
+    "   \n\t ",
+    "好" * 100_000,
+    "The delivery was fine, thanks.",
+    "\x00\x01\x02控制字符\x7f",
+    "😡😡😡",
+    "[怒]",
+    "1234567890",
+]
+
+
+def check_prediction(p: Prediction, text, names):
+    assert isinstance(p, Prediction)
+    assert set(p.scores) == set(names)
+    assert all(0.0 <= v <= 1.0 and not math.isnan(v) for v in p.scores.values())
+    assert set(p.sentiment_scores) == set(SENTIMENTS)
+    assert sum(p.sentiment_scores.values()) == pytest.approx(1.0, abs=1e-4)
+    assert p.sentiment in SENTIMENTS
+    assert p.sentiment == max(p.sentiment_scores, key=p.sentiment_scores.get)
+    assert set(p.tags) <= set(names)
+    for e in p.evidence:
+        assert e.tag in p.tags
+        assert 0 <= e.start < e.end <= len(text)
+        assert text[e.start : e.end] == e.text
+
+
+def test_one_prediction_per_text_in_order(model):
+    names = model.taxonomy_.names
+    texts = TEXTS + BAD + list(reversed(TEXTS))
+    predictions = model.predict(texts)
+    assert len(predictions) == len(texts)
+    for text, p in zip(texts, predictions):
+        check_prediction(p, text or "", names)
+    # Order: the same text at two positions gets the same prediction.
+    assert predictions[0] == predictions[-1]
+    assert predictions[1] == predictions[-2]
+    # Batch or one by one: same answers.
+    assert [model.predict([t])[0] for t in TEXTS] == predictions[: len(TEXTS)]
+
+
+@pytest.mark.parametrize("text", [None, "", "   \n\t "])
+def test_missing_or_empty_text_gets_no_tags_and_a_note(model, text):
+    (p,) = model.predict([text])
+    assert p.tags == [] and p.sentiment == "neutral" and p.notes
+
+
+def test_texts_without_known_words_are_not_scored(model):
+    (p,) = model.predict(["zzqx qqzz"])
+    assert p.tags == [] and p.notes
+
+
+def test_non_string_text_is_a_clear_error(model):
+    with pytest.raises(TypeError, match="text #1"):
+        model.predict(["好", 42])
+
+
+def test_single_string_instead_of_list_is_a_clear_error(model):
+    with pytest.raises(TypeError, match="list"):
+        model.predict("等了半小时")
+
+
+def test_evidence_offsets_index_the_original_text(model):
+    text = "  @某某客服 你們的客服態度太差了！！！等了３０分鐘都沒人理 "
+    (p,) = model.predict([text])
+    assert p.tags, "expected at least one tag for an obvious complaint"
+    assert p.evidence
+    for e in p.evidence:
+        assert text[e.start : e.end] == e.text
+
+
+def test_save_load_gives_identical_predictions(model, tmp_path):
+    path = model.save(tmp_path / "copy")
+    loaded = load_model(path)
+    texts = TEXTS + [t for t in BAD if t is not None][:4]
+    assert loaded.predict(texts) == model.predict(texts)
+    assert loaded.thresholds_ == model.thresholds_
+    assert loaded.taxonomy_ == model.taxonomy_
+
+
+def test_to_dict_has_the_documented_keys(model):
+    (p,) = model.predict(["等了半小时都没人接电话"])
+    row = p.to_dict(id="T-1")
+    assert list(row) == ["id", "tags", "scores", "sentiment", "sentiment_scores", "evidence", "notes"]
+    assert row["id"] == "T-1"
