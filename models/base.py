@@ -59,6 +59,17 @@ def library_versions(*names: str) -> dict[str, str]:
     return versions
 
 
+def rounded(value: Any, digits: int = 4) -> Any:
+    """Floats rounded for JSON meant to be read by people (metrics, configs)."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v, digits) for v in value]
+    return value
+
+
 def _empty_prediction(taxonomy: Taxonomy, note: str) -> Prediction:
     return Prediction(
         tags=[],
@@ -121,7 +132,7 @@ class TagClassifier(ABC):
     def _tags_above_threshold(self, scores: dict[str, float]) -> list[str]:
         return [name for name in self.taxonomy_.names if scores[name] >= self.thresholds_[name]]
 
-    # -- the directory -------------------------------------------------------------------
+    # the directory
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the model directory atomically: a crash leaves the old directory intact."""
@@ -140,7 +151,7 @@ class TagClassifier(ABC):
             }
             (staging / LABELS_FILE).write_text(json.dumps(labels, ensure_ascii=False, indent=2), encoding="utf-8")
             (staging / METRICS_FILE).write_text(
-                json.dumps(getattr(self, "metrics_", {}), ensure_ascii=False, indent=2), encoding="utf-8"
+                json.dumps(rounded(getattr(self, "metrics_", {})), ensure_ascii=False, indent=2), encoding="utf-8"
             )
             meta = dict(self.meta_)
             meta.update(format_version=FORMAT_VERSION, model_type=self.model_type)

@@ -57,7 +57,7 @@ class TfidfLinearClassifier(TagClassifier):
         self.params = params
         self.taxonomy = taxonomy
 
-    # -- training --------------------------------------------------------------------------
+    # training
 
     def fit(
         self,
@@ -130,7 +130,7 @@ class TfidfLinearClassifier(TagClassifier):
             raise ValueError(f"thresholds missing for tags {sorted(missing)}")
         self.thresholds_ = {name: float(thresholds[name]) for name in self.taxonomy_.names}
 
-    # -- prediction ------------------------------------------------------------------------
+    # prediction
 
     def _predict_texts(self, texts: list[str]) -> list[Prediction]:
         out: list[Prediction] = []
@@ -186,7 +186,7 @@ class TfidfLinearClassifier(TagClassifier):
                 evidence.append(Evidence(tag, o_start, o_end, analysis.normalized.original[o_start:o_end], weight))
         return evidence
 
-    # -- persistence -----------------------------------------------------------------------
+    # persistence
 
     def _save_weights(self, directory: Path) -> None:
         vocabulary = sorted(self.featurizer_.vocabulary_, key=self.featurizer_.vocabulary_.get)

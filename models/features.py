@@ -74,7 +74,7 @@ class TfidfFeaturizer:
                     spans.append((i, i + n))
         return Analysis(norm, features, spans)
 
-    # -- fitting ---------------------------------------------------------------------------
+    # fitting
 
     def fit(self, analyses: list[Analysis]) -> "TfidfFeaturizer":
         document_frequency: dict[str, int] = {}

@@ -115,6 +115,7 @@ def evaluate(
     group_column: Optional[str] = typer.Option(None, help="Also report metrics per value of this column (e.g. source)."),
 ):
     """Measure a model on labeled data: per-tag P/R/F1, macro/micro F1, sentiment."""
+    from models.base import rounded
     from training.config import ColumnMap
     from training.data import DataValidationError, load_labeled
     from training.evaluate import evaluate as run_evaluation, format_metrics
@@ -130,7 +131,7 @@ def evaluate(
     metrics = run_evaluation(model, labeled, groups)
     typer.echo(format_metrics(metrics, model.taxonomy_))
     if output:
-        output.write_text(json.dumps(metrics, ensure_ascii=False, indent=2), encoding="utf-8")
+        output.write_text(json.dumps(rounded(metrics), ensure_ascii=False, indent=2), encoding="utf-8")
 
 
 def _group_values(path: Path, column: str, expected: int) -> list[str]:
