@@ -67,7 +67,13 @@ def stage_train(model: str, corpus_dir: str, n: int) -> dict:
     from training.config import TrainConfig
     from training.train import train
 
-    texts = sample_texts(corpus_dir, n, seed=2)
+    from training.data import dedupe_key
+
+    # Near-identical texts would get different teacher labels and be rejected as conflicts.
+    unique: dict[str, str] = {}
+    for text in sample_texts(corpus_dir, n + n // 5, seed=2):
+        unique.setdefault(dedupe_key(text), text)
+    texts = list(unique.values())[:n]
     teacher = load_model(model or None)
     names = teacher.taxonomy_.names
     with tempfile.TemporaryDirectory() as tmp:
