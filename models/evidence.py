@@ -25,18 +25,19 @@ def spans_from_contributions(
     """
     if len(spans) == 0:
         return []
-    per_char = np.zeros(len(text), dtype=np.float32)
     lengths = (spans[:, 1] - spans[:, 0]).astype(np.float32)
-    share = contributions / np.maximum(lengths, 1.0)
-    for (a, b), value in zip(spans.tolist(), share.tolist()):
-        if value > 0:
-            per_char[a:b] += value
+    share = np.maximum(contributions / np.maximum(lengths, 1.0), 0.0)
+    # Difference array: +share where a span starts, -share where it ends, then a running sum.
+    delta = np.zeros(len(text) + 1, dtype=np.float64)
+    np.add.at(delta, spans[:, 0], share)
+    np.add.at(delta, spans[:, 1], -share)
+    per_char = np.cumsum(delta[:-1])
     peak = float(per_char.max())
     if peak <= 0:
         return []
     strong = per_char >= peak * RELATIVE_FLOOR
-    for i, char in enumerate(text):
-        if strong[i] and (char.isspace() or is_punctuation(char)):
+    for i in np.flatnonzero(strong).tolist():
+        if text[i].isspace() or is_punctuation(text[i]):
             strong[i] = False
     runs: list[tuple[int, int, float]] = []
     i = 0

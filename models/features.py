@@ -36,11 +36,12 @@ class FeatureParams:
 
 @dataclass
 class Analysis:
-    """One text's features: feature string and normalized-text span per occurrence."""
+    """One text's features: feature string and normalized-text [start, end) per occurrence."""
 
     normalized: NormalizedText
     features: list[str]
-    spans: list[tuple[int, int]]
+    starts: list[int]
+    ends: list[int]
 
 
 class TfidfFeaturizer:
@@ -53,26 +54,27 @@ class TfidfFeaturizer:
         norm = normalize(text)
         s = norm.text
         features: list[str] = []
-        spans: list[tuple[int, int]] = []
-        tokens = self._tokenizer.tokenize(s)
+        starts: list[int] = []
+        ends: list[int] = []
+        negation = p.negation
         previous = None
-        for tok in tokens:
-            if tok.word.isspace():
-                continue
-            features.append(("n:" if p.negation and tok.negated else "w:") + tok.word)
-            spans.append((tok.start, tok.end))
+        for tok in self._tokenizer.tokenize(s):
+            features.append(("n:" if negation and tok.negated else "w:") + tok.word)
+            starts.append(tok.start)
+            ends.append(tok.end)
             if p.word_bigrams and previous is not None:
-                features.append(f"b:{previous.word}_{tok.word}")
-                spans.append((previous.start, tok.end))
+                features.append("b:" + previous.word + "_" + tok.word)
+                starts.append(previous.start)
+                ends.append(tok.end)
             previous = tok
-        lo, hi = p.char_ngram_min, p.char_ngram_max
         for run in _CHAR_RUN.finditer(s):
             a, b = run.span()
-            for n in range(lo, hi + 1):
-                for i in range(a, b - n + 1):
-                    features.append("c:" + s[i : i + n])
-                    spans.append((i, i + n))
-        return Analysis(norm, features, spans)
+            for n in range(p.char_ngram_min, min(p.char_ngram_max, b - a) + 1):
+                positions = range(a, b - n + 1)
+                features.extend(["c:" + s[i : i + n] for i in positions])
+                starts.extend(positions)
+                ends.extend(range(a + n, b + 1))
+        return Analysis(norm, features, starts, ends)
 
     # fitting
 
@@ -91,22 +93,22 @@ class TfidfFeaturizer:
         return self
 
     def transform(self, analyses: Iterable[Analysis]) -> tuple[sp.csr_matrix, list[tuple[np.ndarray, np.ndarray]]]:
-        """TF-IDF rows (l2-normalized) and, per text, (feature index, span) of every known occurrence."""
-        vocabulary = self.vocabulary_
-        rows: list[int] = []
-        cols: list[int] = []
+        """TF-IDF rows (l2-normalized) and, per text, (feature index, (n, 2) spans) of known occurrences."""
+        lookup = self.vocabulary_.get
+        columns: list[np.ndarray] = []
         occurrences: list[tuple[np.ndarray, np.ndarray]] = []
-        n_rows = 0
-        for row, analysis in enumerate(analyses):
-            n_rows += 1
-            known = [(vocabulary.get(f, -1), span) for f, span in zip(analysis.features, analysis.spans)]
-            idx = np.fromiter((k for k, _ in known if k >= 0), dtype=np.int32)
-            spans = np.array([span for k, span in known if k >= 0], dtype=np.int32).reshape(-1, 2)
-            occurrences.append((idx, spans))
-            rows.extend([row] * len(idx))
-            cols.extend(idx.tolist())
+        for analysis in analyses:
+            idx = np.array([lookup(f, -1) for f in analysis.features], dtype=np.int32)
+            known = idx >= 0
+            idx = idx[known]
+            spans = np.stack([np.array(analysis.starts, dtype=np.int32), np.array(analysis.ends, dtype=np.int32)], axis=1)
+            occurrences.append((idx, spans[known] if len(idx) else spans[:0]))
+            columns.append(idx)
+        n_rows = len(columns)
+        rows = np.repeat(np.arange(n_rows, dtype=np.int32), [len(c) for c in columns])
+        cols = np.concatenate(columns) if columns else np.zeros(0, dtype=np.int32)
         data = np.ones(len(rows), dtype=np.float32)
-        matrix = sp.csr_matrix((data, (rows, cols)), shape=(n_rows, len(vocabulary)), dtype=np.float32)
+        matrix = sp.csr_matrix((data, (rows, cols)), shape=(n_rows, len(self.vocabulary_)), dtype=np.float32)
         matrix.sum_duplicates()
         if self.params.sublinear_tf:
             np.log(matrix.data, out=matrix.data)

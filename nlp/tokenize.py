@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from dataclasses import dataclass
 from importlib import resources
+from typing import NamedTuple
 
 import jieba
 
-from nlp.normalize import is_emoji, is_punctuation
+from nlp.normalize import is_punctuation
 
 __all__ = ["NEGATORS", "Token", "WordTokenizer"]
 
@@ -30,8 +30,7 @@ NEGATION_SCOPE = 3
 _PROTECTED = re.compile(r"\[[\u4e00-\u9fffa-z]{1,6}\]")
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
     """A word of the normalized text: [start, end) into it; negated when inside a negation scope."""
 
     word: str
@@ -81,13 +80,14 @@ class WordTokenizer:
         return out
 
     def _segment(self, text: str, offset: int) -> list[tuple[str, int, int]]:
-        if not text:
-            return []
-        return [
-            (word, start + offset, end + offset)
-            for word, start, end in self._jieba.tokenize(text, HMM=self.hmm)
-            if not word.isspace()
-        ]
+        out = []
+        position = offset
+        for word in self._jieba.cut(text, HMM=self.hmm):
+            end = position + len(word)
+            if not word.isspace():
+                out.append((word, position, end))
+            position = end
+        return out
 
     def tokenize(self, text: str) -> list[Token]:
         """Words with negation scope marked: words after a negator, up to a clause boundary."""
@@ -95,14 +95,13 @@ class WordTokenizer:
         scope = 0
         for word, start, end in self.words(text):
             if word in NEGATORS:
-                tokens.append(Token(word, start, end))
+                tokens.append(Token(word, start, end, False))
                 scope = NEGATION_SCOPE
-                continue
-            if len(word) == 1 and is_punctuation(word) and not is_emoji(word):
+            elif scope and len(word) == 1 and is_punctuation(word):
+                tokens.append(Token(word, start, end, False))
                 scope = 0
-                tokens.append(Token(word, start, end))
-                continue
-            tokens.append(Token(word, start, end, negated=scope > 0))
-            if scope:
-                scope -= 1
+            else:
+                tokens.append(Token(word, start, end, scope > 0))
+                if scope:
+                    scope -= 1
         return tokens
