@@ -28,8 +28,8 @@ VOCAB_FILE = "vocab.json"
 @dataclass(frozen=True)
 class BaselineParams:
     features: FeatureParams = field(default_factory=FeatureParams)  # what the TF-IDF rows contain
-    tag_c: float = 4.0  # inverse L2 strength of each tag's logistic regression
-    sentiment_c: float = 4.0  # inverse L2 strength of the sentiment softmax regression
+    tag_c: float = 8.0  # inverse L2 strength of each tag's logistic regression
+    sentiment_c: float = 8.0  # inverse L2 strength of the sentiment softmax regression
     class_weight: str | None = "balanced"  # rare tags would otherwise never reach 0.5
     max_evidence: int = 3  # evidence spans reported per predicted tag
     batch_size: int = 1024  # texts featurized together in predict; bounds memory on big inputs

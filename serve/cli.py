@@ -75,6 +75,8 @@ def train(
     config: Optional[Path] = typer.Option(None, help="Training config JSON (fields of training.config.TrainConfig)."),
     text_column: Optional[str] = typer.Option(None, help="Column with the comment (default: text)."),
     seed: Optional[int] = typer.Option(None, help="Random seed for splits and solvers."),
+    labels: list[Path] = typer.Option(None, "--labels", help="Label file(s) by corpus id (texts read from --corpus-dir)."),
+    corpus_dir: Optional[Path] = typer.Option(None, help="Directory with the public corpora ($KESHENG_CORPUS_DIR)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model directory."),
 ):
     """Train a model and save it as a self-describing directory with its metrics."""
@@ -98,6 +100,10 @@ def train(
         cfg.columns.text = text_column
     if seed is not None:
         cfg.seed = seed
+    if labels:
+        cfg.corpus_labels = [str(p) for p in labels]
+    if corpus_dir:
+        cfg.corpus_dir = str(corpus_dir)
     try:
         result = run_training(cfg, output, overwrite=overwrite)
     except (DataValidationError, FileExistsError, ValueError) as exc:
@@ -108,7 +114,10 @@ def train(
 
 @app.command()
 def evaluate(
-    data: Path = typer.Option(..., "--data", "-d", help="Labeled JSONL/CSV file."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Labeled JSONL/CSV file (with texts)."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Label file by corpus id, texts from --corpus-dir."),
+    split: Optional[str] = typer.Option(None, help="With --labels: only this split (train, dev, test)."),
+    corpus_dir: Optional[Path] = typer.Option(None, help="Directory with the public corpora ($KESHENG_CORPUS_DIR)."),
     model_dir: Optional[Path] = ModelOption,
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the metrics JSON here."),
     text_column: str = typer.Option("text", help="Column with the comment."),
@@ -120,15 +129,22 @@ def evaluate(
     from training.data import DataValidationError, load_labeled
     from training.evaluate import evaluate as run_evaluation, format_metrics
 
+    from training.corpus import load_corpus_labels
+
+    if bool(data) == bool(labels):
+        _fail("give --data FILE or --labels FILE (exactly one of them)")
     model = _load(model_dir)
     try:
-        labeled = load_labeled(data, ColumnMap(text=text_column), model.taxonomy_)
-    except DataValidationError as exc:
+        if data:
+            labeled = load_labeled(data, ColumnMap(text=text_column), model.taxonomy_)
+        else:
+            labeled = load_corpus_labels(labels, corpus_dir, model.taxonomy_, split)
+    except (DataValidationError, ValueError) as exc:
         _fail(str(exc))
-    groups = None
-    if group_column:
+    groups = labeled.sources
+    if group_column and data:
         groups = _group_values(data, group_column, len(labeled))
-    metrics = run_evaluation(model, labeled, groups)
+    metrics = run_evaluation(model, labeled, groups if (group_column or labels) else None)
     typer.echo(format_metrics(metrics, model.taxonomy_))
     if output:
         output.write_text(json.dumps(rounded(metrics), ensure_ascii=False, indent=2), encoding="utf-8")

@@ -9,7 +9,12 @@ from pathlib import Path
 
 from models.baseline import BaselineParams
 
-__all__ = ["ColumnMap", "TrainConfig", "bundled_seed_corpus"]
+__all__ = ["ColumnMap", "TrainConfig", "bundled_config", "bundled_seed_corpus"]
+
+
+def bundled_config() -> str:
+    """The config the bundled default model is trained with (seed corpus + real labels)."""
+    return str(resources.files("training") / "configs" / "default.json")
 
 
 def bundled_seed_corpus() -> str:
@@ -30,6 +35,8 @@ class TrainConfig:
     train_files: list[str] = field(default_factory=lambda: [bundled_seed_corpus()])  # JSONL/CSV labeled data
     dev_file: str | None = None  # thresholds are tuned here; split off the training data when absent
     test_file: str | None = None  # metrics are measured here; split off the training data when absent
+    corpus_labels: list[str] = field(default_factory=list)  # label files by corpus id; their split field routes rows to train/dev/test
+    corpus_dir: str | None = None  # public corpora for corpus_labels ($KESHENG_CORPUS_DIR when None)
     columns: ColumnMap = field(default_factory=ColumnMap)  # how the files name their columns
     model_type: str = "tfidf-linear"  # which classifier to train
     baseline: BaselineParams = field(default_factory=BaselineParams)  # tfidf-linear hyperparameters
@@ -60,4 +67,16 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "TrainConfig":
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        """Read a JSON config; relative data paths are relative to the config file."""
+        path = Path(path)
+        config = cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        here = path.resolve().parent
+
+        def resolve(value: str) -> str:
+            return value if Path(value).is_absolute() else str((here / value).resolve())
+
+        config.train_files = [resolve(p) for p in config.train_files]
+        config.corpus_labels = [resolve(p) for p in config.corpus_labels]
+        config.dev_file = resolve(config.dev_file) if config.dev_file else None
+        config.test_file = resolve(config.test_file) if config.test_file else None
+        return config

@@ -14,7 +14,16 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["CORPUS_ENV", "CorpusError", "SOURCES", "read_corpus", "resolve_corpus_dir", "source_of"]
+import numpy as np
+
+from models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
+from training.data import DataValidationError, LabeledSet, Problems
+
+__all__ = ["CORPUS_ENV", "CorpusError", "SOURCES", "SPLITS", "load_corpus_labels", "read_corpus", "read_label_file", "resolve_corpus_dir", "source_of"]
+
+SPLITS = ("train", "dev", "test")
+# Fields a label file may carry besides the tags and the sentiment.
+LABEL_EXTRA_FIELDS = {"id", "sentiment", "split", "note"}
 
 CORPUS_ENV = "KESHENG_CORPUS_DIR"
 SOURCES = {
@@ -78,3 +87,87 @@ def read_corpus(corpus_dir: str | os.PathLike | None, sources: list[str] | None 
             raise CorpusError(f"{directory}: missing {SOURCES[source]} (needed for {source}-* ids)")
         texts.update(_read_stc3(path) if source == "stc3" else _read_reviews(path))
     return texts
+
+
+def read_label_file(path: str | os.PathLike, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> list[dict]:
+    """Validated rows of a label file keyed by corpus id (no texts): every problem listed."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataValidationError(f"{path}: no such label file")
+    problems = Problems(str(path))
+    rows: list[dict] = []
+    seen: dict[str, int] = {}
+    allowed = LABEL_EXTRA_FIELDS | set(taxonomy.names)
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.add("not valid JSON", f"line {number} ({exc.msg})")
+                continue
+            if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+                problems.add("not an object with a string 'id'", f"line {number}")
+                continue
+            where = f"line {number} (id {row['id']})"
+            unknown = sorted(set(row) - allowed)
+            if unknown:
+                problems.add(f"unknown field (tags are {list(taxonomy.names)})", f"{where}: {unknown}")
+            for name in taxonomy.names:
+                if row.get(name) not in (0, 1):
+                    problems.add(f"tag {name!r} missing or not 0/1", f"{where}: {row.get(name)!r}")
+            if row.get("sentiment") not in SENTIMENTS:
+                problems.add(f"sentiment not in {list(SENTIMENTS)}", f"{where}: {row.get('sentiment')!r}")
+            if "split" in row and row["split"] not in SPLITS:
+                problems.add(f"split not in {list(SPLITS)}", f"{where}: {row['split']!r}")
+            if row["id"] in seen:
+                problems.add("duplicate id", f"{where} repeats line {seen[row['id']]}")
+            else:
+                seen[row["id"]] = number
+            rows.append(row)
+    if not rows and not problems.rows:
+        raise DataValidationError(f"{path}: no label rows")
+    if problems.rows:
+        raise DataValidationError(problems.message())
+    return rows
+
+
+def load_corpus_labels(
+    label_path: str | os.PathLike,
+    corpus_dir: str | os.PathLike | None,
+    taxonomy: Taxonomy = DEFAULT_TAXONOMY,
+    split: str | None = None,
+) -> LabeledSet:
+    """Join a label file (ids + labels) with the corpus texts; `split` keeps one split only.
+
+    Rows without a split are training rows. Every id must resolve to a non-empty text.
+    """
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    rows = read_label_file(label_path, taxonomy)
+    sources = sorted({source_of(r["id"]) for r in rows})
+    unknown_sources = [s for s in sources if s not in SOURCES]
+    if unknown_sources:
+        raise DataValidationError(f"{label_path}: ids from unknown sources {unknown_sources}; known: {sorted(SOURCES)}")
+    texts = read_corpus(corpus_dir, sources)
+    problems = Problems(str(label_path))
+    for row in rows:
+        text = texts.get(row["id"])
+        if text is None:
+            problems.add(f"id not found in the corpus at {resolve_corpus_dir(corpus_dir)}", row["id"])
+        elif not text.strip():
+            problems.add("id has an empty text in the corpus", row["id"])
+    if problems.rows:
+        raise DataValidationError(problems.message())
+    if split is not None:
+        rows = [r for r in rows if r.get("split", "train") == split]
+    return LabeledSet(
+        ids=[r["id"] for r in rows],
+        texts=[texts[r["id"]] for r in rows],
+        tags=np.array([[r[name] for name in taxonomy.names] for r in rows], dtype=np.int8).reshape(len(rows), len(taxonomy.names)),
+        sentiments=[r["sentiment"] for r in rows],
+        taxonomy=taxonomy,
+        warnings=[],
+        sources=[source_of(r["id"]) for r in rows],
+    )

@@ -39,6 +39,7 @@ class LabeledSet:
     sentiments: list[str]
     taxonomy: Taxonomy
     warnings: list[str]
+    sources: list[str] | None = None  # where each row comes from (stc3, waimai, seed...), for per-source metrics
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -52,6 +53,7 @@ class LabeledSet:
             [self.sentiments[i] for i in idx],
             self.taxonomy,
             [],
+            [self.sources[i] for i in idx] if self.sources is not None else None,
         )
 
     @staticmethod
@@ -63,10 +65,11 @@ class LabeledSet:
             [s for p in parts for s in p.sentiments],
             parts[0].taxonomy,
             [w for p in parts for w in p.warnings],
+            [s for p in parts for s in (p.sources or ["file"] * len(p))],
         )
 
 
-class _Problems:
+class Problems:
     def __init__(self, source: str):
         self.source = source
         self.rows: dict[str, list[str]] = defaultdict(list)
@@ -145,7 +148,7 @@ def load_labeled(
             f"{path}: no tag labels: need a 0/1 column for each of {list(taxonomy.names)} "
             f"(missing {missing}) or a list column {columns.tags!r}; columns are {available}"
         )
-    problems = _Problems(str(path))
+    problems = Problems(str(path))
     ids: list[str] = []
     texts: list[str] = []
     tags = np.zeros((len(rows), len(taxonomy.names)), dtype=np.int8)
@@ -208,7 +211,8 @@ def load_labeled(
             warnings.append(f"{path}: duplicate text with identical labels, {pairs} (kept; splits keep them together)")
     if problems.rows:
         raise DataValidationError(problems.message())
-    return LabeledSet(ids, texts, tags, sentiments, taxonomy, warnings)
+    sources = [str(row.get("source") or path.stem) for row in rows]
+    return LabeledSet(ids, texts, tags, sentiments, taxonomy, warnings, sources)
 
 
 def group_split(data: LabeledSet, fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -11,6 +11,7 @@ from models import TagClassifier
 from models.baseline import TfidfLinearClassifier
 from models.schema import DEFAULT_TAXONOMY
 from training.config import TrainConfig
+from training.corpus import SPLITS, load_corpus_labels
 from training.data import LabeledSet, group_split, load_labeled
 from training.evaluate import choose_thresholds, evaluate, evaluate_predictions
 
@@ -42,17 +43,26 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
     if output_dir is not None and Path(output_dir).exists() and not overwrite:
         raise FileExistsError(f"{output_dir} exists; choose another directory or allow overwrite")
     parts = [load_labeled(path, config.columns, DEFAULT_TAXONOMY) for path in config.train_files]
+    corpus = {split: [load_corpus_labels(path, config.corpus_dir, DEFAULT_TAXONOMY, split) for path in config.corpus_labels] for split in SPLITS}
+    parts += corpus["train"]
+    if not parts:
+        raise ValueError("no training data: give train_files or corpus_labels")
     data = LabeledSet.concat(parts)
     for warning in data.warnings:
         log.warning(warning)
+    pool = data
     if config.test_file:
         test = load_labeled(config.test_file, config.columns, DEFAULT_TAXONOMY)
-        pool = data
+    elif any(len(p) for p in corpus["test"]):
+        test = LabeledSet.concat(corpus["test"])
     else:
         rest, held = group_split(data, config.test_fraction, config.seed)
         pool, test = data.subset(rest), data.subset(held)
     if config.dev_file:
         dev = load_labeled(config.dev_file, config.columns, DEFAULT_TAXONOMY)
+        fit_part = pool
+    elif any(len(p) for p in corpus["dev"]):
+        dev = LabeledSet.concat(corpus["dev"])
         fit_part = pool
     else:
         rest, held = group_split(pool, config.dev_fraction, config.seed + 1)
@@ -68,7 +78,7 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
     if config.refit_with_dev:
         model = _fit(_build(config), LabeledSet.concat([fit_part, dev]))
         model.set_thresholds(thresholds)
-    test_metrics = evaluate(model, test)
+    test_metrics = evaluate(model, test, groups=test.sources)
     metrics = {
         "test": test_metrics,
         "dev_before_refit": dev_metrics,
