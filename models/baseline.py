@@ -63,13 +63,16 @@ class TfidfLinearClassifier(TagClassifier):
         self,
         texts: Sequence[str],
         tag_matrix: np.ndarray,
-        sentiments: Sequence[str],
+        sentiments: Sequence[str | None],
         thresholds: dict[str, float] | None = None,
+        sample_weight: np.ndarray | None = None,
     ) -> "TfidfLinearClassifier":
-        """Fit on texts, a (n_texts, n_tags) 0/1 matrix in taxonomy order, and sentiment names.
+        """Fit on texts, a (n_texts, n_tags) matrix in taxonomy order, and sentiment names.
 
-        Thresholds default to 0.5; the training pipeline tunes them on held-out data and sets
-        them with `set_thresholds`.
+        Tag value -1 and sentiment None mean "not labeled": the row is left out of that head
+        only, so partially labeled rows still teach the others. `sample_weight` lets weakly
+        labeled rows count less than hand labels. Thresholds default to 0.5; the training
+        pipeline tunes them on held-out data and sets them with `set_thresholds`.
         """
         from sklearn.linear_model import LogisticRegression
 
@@ -77,9 +80,12 @@ class TfidfLinearClassifier(TagClassifier):
         n_tags = len(self.taxonomy.names)
         if tag_matrix.shape != (len(texts), n_tags):
             raise ValueError(f"tag_matrix shape {tag_matrix.shape} != ({len(texts)}, {n_tags})")
-        unknown = sorted(set(sentiments) - set(SENTIMENTS))
+        if not np.isin(tag_matrix, (-1, 0, 1)).all():
+            raise ValueError("tag_matrix values must be 1, 0 or -1 (unlabeled)")
+        unknown = sorted(set(sentiments) - set(SENTIMENTS) - {None})
         if unknown:
             raise ValueError(f"unknown sentiment values {unknown}; expected {list(SENTIMENTS)}")
+        weight = np.ones(len(texts)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
 
         self.featurizer_ = TfidfFeaturizer(self.params.features)
         analyses = [self.featurizer_.analyze(t) for t in texts]
@@ -90,28 +96,36 @@ class TfidfLinearClassifier(TagClassifier):
         coef = np.zeros((n_features, n_tags + len(SENTIMENTS)), dtype=np.float32)
         intercept = np.zeros(n_tags + len(SENTIMENTS), dtype=np.float32)
         for j, name in enumerate(self.taxonomy.names):
-            y = tag_matrix[:, j]
-            if y.min() == y.max():
+            rows = np.flatnonzero(tag_matrix[:, j] >= 0)
+            y = tag_matrix[rows, j]
+            if len(y) == 0 or y.min() == y.max():
                 # A tag with one class only cannot be learned: it stays at its training prior.
-                intercept[j] = 30.0 if y.max() else -30.0
+                intercept[j] = 30.0 if len(y) and y.max() else -30.0
                 continue
             clf = LogisticRegression(C=self.params.tag_c, class_weight=self.params.class_weight, solver="liblinear")
-            clf.fit(matrix, y)
+            clf.fit(matrix[rows], y, sample_weight=weight[rows])
             coef[:, j] = clf.coef_[0]
             intercept[j] = clf.intercept_[0]
-        y_sent = np.array([SENTIMENTS.index(s) for s in sentiments])
+        rows = np.array([i for i, s in enumerate(sentiments) if s is not None], dtype=np.int64)
+        y_sent = np.array([SENTIMENTS.index(sentiments[i]) for i in rows])
         present = sorted(set(y_sent.tolist()))
-        clf = LogisticRegression(C=self.params.sentiment_c, class_weight=self.params.class_weight, max_iter=2000)
-        clf.fit(matrix, y_sent)
+        if not present:
+            raise ValueError("no row has a sentiment label")
+        if len(present) == 1:
+            intercept[n_tags:] = -30.0
+            intercept[n_tags + present[0]] = 30.0
+        else:
+            clf = LogisticRegression(C=self.params.sentiment_c, class_weight=self.params.class_weight, max_iter=2000)
+            clf.fit(matrix[rows], y_sent, sample_weight=weight[rows])
         if len(present) == 2:
             # sklearn keeps one weight vector for a binary problem: the second class's logit.
             coef[:, n_tags + present[1]] = clf.coef_[0]
             intercept[n_tags + present[1]] = clf.intercept_[0]
             intercept[[n_tags + k for k in range(len(SENTIMENTS)) if k not in present]] = -30.0
-        else:
-            for row, k in enumerate(clf.classes_):
-                coef[:, n_tags + k] = clf.coef_[row]
-                intercept[n_tags + k] = clf.intercept_[row]
+        elif len(present) == 3:
+            for row_index, k in enumerate(clf.classes_):
+                coef[:, n_tags + k] = clf.coef_[row_index]
+                intercept[n_tags + k] = clf.intercept_[row_index]
         self.coef_ = coef
         self.intercept_ = intercept
         self.taxonomy_ = self.taxonomy

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from itertools import repeat
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
@@ -19,6 +20,9 @@ from nlp import NormalizedText, WordTokenizer, normalize
 __all__ = ["Analysis", "FeatureParams", "TfidfFeaturizer"]
 
 # Character n-grams never cross whitespace or punctuation: "慢。好" says nothing.
+# Longer "words" are order numbers, URLs and boilerplate: no signal, and they would carry
+# verbatim fragments of training texts into the vocabulary. Character n-grams still cover them.
+MAX_WORD_CHARS = 12
 _CHAR_RUN = re.compile(r"[^\s!-/:-@\[-`{-~\u2000-\u206f\u3000-\u303f\uff00-\uff65·…“”‘’]+")
 
 
@@ -29,7 +33,7 @@ class FeatureParams:
     word_bigrams: bool = True  # adjacent jieba word pairs, e.g. 没_人_理 context
     negation: bool = True  # words inside a negation scope become separate "not" features (不慢)
     min_df: int = 2  # drop features seen in fewer training texts: they only add noise
-    max_features: int = 300_000  # keep the most frequent features beyond this
+    max_features: int = 100_000  # keep the most frequent features; more cost speed (dict lookups) and did not help on dev
     sublinear_tf: bool = True  # 1 + log(tf): repeating a word ten times is not ten times the signal
     hmm: bool = False  # jieba HMM for unknown words; off is ~50% faster and char n-grams cover OOV
 
@@ -57,9 +61,17 @@ class TfidfFeaturizer:
         starts: list[int] = []
         ends: list[int] = []
         negation = p.negation
+        negated_chars: set[int] = set()
         previous = None
         for tok in self._tokenizer.tokenize(s):
-            features.append(("n:" if negation and tok.negated else "w:") + tok.word)
+            if len(tok.word) > MAX_WORD_CHARS:
+                previous = None
+                continue
+            if negation and tok.negated:
+                features.append("n:" + tok.word)
+                negated_chars.update(range(tok.start, tok.end))
+            else:
+                features.append("w:" + tok.word)
             starts.append(tok.start)
             ends.append(tok.end)
             if p.word_bigrams and previous is not None:
@@ -71,7 +83,11 @@ class TfidfFeaturizer:
             a, b = run.span()
             for n in range(p.char_ngram_min, min(p.char_ngram_max, b - a) + 1):
                 positions = range(a, b - n + 1)
-                features.extend(["c:" + s[i : i + n] for i in positions])
+                if negated_chars:
+                    # An n-gram ending inside a negation scope is a different feature: 不慢's 慢 is not 慢.
+                    features.extend([("m:" if i + n - 1 in negated_chars else "c:") + s[i : i + n] for i in positions])
+                else:
+                    features.extend(["c:" + s[i : i + n] for i in positions])
                 starts.extend(positions)
                 ends.extend(range(a + n, b + 1))
         return Analysis(norm, features, starts, ends)
@@ -98,7 +114,8 @@ class TfidfFeaturizer:
         columns: list[np.ndarray] = []
         occurrences: list[tuple[np.ndarray, np.ndarray]] = []
         for analysis in analyses:
-            idx = np.array([lookup(f, -1) for f in analysis.features], dtype=np.int32)
+            count = len(analysis.features)
+            idx = np.fromiter(map(lookup, analysis.features, repeat(-1, count)), dtype=np.int32, count=count)
             known = idx >= 0
             idx = idx[known]
             spans = np.stack([np.array(analysis.starts, dtype=np.int32), np.array(analysis.ends, dtype=np.int32)], axis=1)

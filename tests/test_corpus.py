@@ -97,7 +97,7 @@ def test_no_corpus_dir_given(monkeypatch):
         read_corpus(None)
 
 
-@pytest.mark.parametrize("name", ["real_labels.jsonl", "second_annotation.jsonl"])
+@pytest.mark.parametrize("name", ["real_labels.jsonl", "double_a.jsonl", "double_b.jsonl"])
 def test_project_label_files_are_valid(name):
     rows = read_label_file(LABELS_DIR / name)
     assert len(rows) >= 300
@@ -114,7 +114,7 @@ def test_real_labels_meet_the_sampling_plan():
 
 @pytest.mark.skipif(not POOL.is_dir(), reason="public corpora not present")
 def test_every_label_id_resolves_in_the_pool():
-    for name in ("real_labels.jsonl", "second_annotation.jsonl"):
+    for name in ("real_labels.jsonl", "double_a.jsonl", "double_b.jsonl"):
         data = load_corpus_labels(LABELS_DIR / name, POOL)
         assert len(data) == len(read_label_file(LABELS_DIR / name))
 
@@ -122,3 +122,22 @@ def test_every_label_id_resolves_in_the_pool():
 def test_bundled_config_resolves_its_paths():
     config = TrainConfig.from_file(bundled_config())
     assert all(Path(p).is_file() for p in config.train_files + config.corpus_labels)
+
+
+def test_cohen_kappa_known_values():
+    from training.label_quality import cohen_kappa
+
+    assert cohen_kappa([1, 1, 0, 0], [1, 1, 0, 0]) == 1.0
+    assert cohen_kappa([1, 0, 1, 0], [0, 1, 0, 1]) == -1.0
+    # 20 items: 15 agree; marginals A 10/10, B 11/9 -> p_e = 0.5, p_o = 0.75 -> kappa 0.5
+    a = [1] * 10 + [0] * 10
+    b = [1] * 8 + [0] * 2 + [1] * 3 + [0] * 7
+    assert abs(cohen_kappa(a, b) - 0.5) < 1e-9
+
+
+def test_agreement_report_on_the_project_double_labels():
+    from training.label_quality import agreement
+
+    report = agreement(LABELS_DIR / "double_a.jsonl", LABELS_DIR / "double_b.jsonl")
+    assert report["n"] == 300
+    assert all(-1.0 <= m["kappa"] <= 1.0 for m in report["fields"].values())

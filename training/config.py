@@ -37,6 +37,9 @@ class TrainConfig:
     test_file: str | None = None  # metrics are measured here; split off the training data when absent
     corpus_labels: list[str] = field(default_factory=list)  # label files by corpus id; their split field routes rows to train/dev/test
     corpus_dir: str | None = None  # public corpora for corpus_labels ($KESHENG_CORPUS_DIR when None)
+    weak_rows: int = 0  # unlabeled corpus comments added with weak labels (needs corpus_labels); 0 = off
+    weak_weight: float = 0.1  # each weak row's weight relative to a hand label
+    weak_tags: bool = False  # also train tags on weak labels (off: on dev they helped sentiment only)
     columns: ColumnMap = field(default_factory=ColumnMap)  # how the files name their columns
     model_type: str = "tfidf-linear"  # which classifier to train
     baseline: BaselineParams = field(default_factory=BaselineParams)  # tfidf-linear hyperparameters

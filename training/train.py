@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from models import TagClassifier
+from models.schema import SENTIMENTS
 from models.baseline import TfidfLinearClassifier
 from models.schema import DEFAULT_TAXONOMY
 from training.config import TrainConfig
-from training.corpus import SPLITS, load_corpus_labels
+from training.corpus import SPLITS, load_corpus_labels, read_corpus, read_label_file
 from training.data import LabeledSet, group_split, load_labeled
 from training.evaluate import choose_thresholds, evaluate, evaluate_predictions
+from training.weak import WeakLabeler, polarity_votes
 
 __all__ = ["TrainResult", "train"]
 
@@ -33,8 +38,34 @@ def _build(config: TrainConfig) -> TfidfLinearClassifier:
     return TfidfLinearClassifier(config.baseline, DEFAULT_TAXONOMY)
 
 
-def _fit(model: TfidfLinearClassifier, data: LabeledSet) -> TfidfLinearClassifier:
-    return model.fit(data.texts, data.tags, data.sentiments)
+def _fit(model: TfidfLinearClassifier, data: LabeledSet, weak: LabeledSet | None, weak_weight: float) -> TfidfLinearClassifier:
+    if weak is None or len(weak) == 0:
+        return model.fit(data.texts, data.tags, data.sentiments)
+    both = LabeledSet.concat([data, weak])
+    weights = np.concatenate([np.ones(len(data)), np.full(len(weak), weak_weight)])
+    return model.fit(both.texts, both.tags, both.sentiments, sample_weight=weights)
+
+
+def _weak_rows(config: TrainConfig, hand_train: LabeledSet) -> LabeledSet | None:
+    """Weakly labeled corpus comments; every hand-labeled id (any split) is excluded."""
+    if config.weak_rows <= 0:
+        return None
+    if not config.corpus_labels:
+        raise ValueError("weak_rows needs corpus_labels (LF precision is measured on their training split)")
+    labeled_ids = {row["id"] for path in config.corpus_labels for row in read_label_file(path, DEFAULT_TAXONOMY)}
+    polarity = polarity_votes(config.corpus_dir)
+    labeler = WeakLabeler().fit(hand_train, polarity)
+    corpus = read_corpus(config.corpus_dir)
+    candidates = sorted(i for i, t in corpus.items() if i not in labeled_ids and t.strip())
+    random.Random(config.seed).shuffle(candidates)
+    ids = candidates[: config.weak_rows]
+    texts = [corpus[i] for i in ids]
+    tag_probs, sentiment_probs = labeler.predict_proba(texts, ids, polarity)
+    # A sentiment no signal supports (all LFs silent, no corpus polarity) is left unlabeled.
+    sentiments = [SENTIMENTS[k] if p.max() > 0.5 else None for k, p in zip(sentiment_probs.argmax(axis=1), sentiment_probs)]
+    log.info("weak supervision: %d corpus comments, LF precision measured on %d hand labels", len(ids), len(hand_train))
+    tags = (tag_probs >= 0.5).astype(np.int8) if config.weak_tags else np.full(tag_probs.shape, -1, dtype=np.int8)
+    return LabeledSet(ids, texts, tags, sentiments, DEFAULT_TAXONOMY, [], ["weak"] * len(ids))
 
 
 def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: bool = False) -> TrainResult:
@@ -68,7 +99,8 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
         rest, held = group_split(pool, config.dev_fraction, config.seed + 1)
         fit_part, dev = pool.subset(rest), pool.subset(held)
 
-    model = _fit(_build(config), fit_part)
+    weak = _weak_rows(config, LabeledSet.concat(corpus["train"])) if config.weak_rows else None
+    model = _fit(_build(config), fit_part, weak, config.weak_weight)
     dev_predictions = model.predict(dev.texts)
     thresholds = choose_thresholds(
         dev.tags, dev_predictions, DEFAULT_TAXONOMY, config.min_positives_for_threshold, config.threshold_bounds
@@ -76,7 +108,7 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
     model.set_thresholds(thresholds)
     dev_metrics = evaluate_predictions(dev, model.predict(dev.texts))
     if config.refit_with_dev:
-        model = _fit(_build(config), LabeledSet.concat([fit_part, dev]))
+        model = _fit(_build(config), LabeledSet.concat([fit_part, dev]), weak, config.weak_weight)
         model.set_thresholds(thresholds)
     test_metrics = evaluate(model, test, groups=test.sources)
     metrics = {
@@ -87,6 +119,7 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
             "n_fit": len(fit_part),
             "n_dev": len(dev),
             "n_test": len(test),
+            "n_weak": len(weak) if weak is not None else 0,
             "n_final_training": model.meta_["n_training_texts"],
         },
     }

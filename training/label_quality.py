@@ -1,0 +1,67 @@
+"""Agreement between two independent annotations of the same comments.
+
+    python -m training.label_quality training/labels/double_a.jsonl training/labels/double_b.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+from models.schema import DEFAULT_TAXONOMY
+from training.corpus import read_label_file, source_of
+
+__all__ = ["agreement", "cohen_kappa"]
+
+
+def cohen_kappa(first: list, second: list) -> float:
+    """Chance-corrected agreement; 1.0 when both annotators use a single identical label."""
+    n = len(first)
+    if n == 0 or n != len(second):
+        raise ValueError("two annotation lists of the same, non-zero length are needed")
+    observed = sum(a == b for a, b in zip(first, second)) / n
+    ca, cb = Counter(first), Counter(second)
+    expected = sum(ca[k] * cb[k] for k in set(ca) | set(cb)) / (n * n)
+    return 1.0 if expected == 1.0 else (observed - expected) / (1.0 - expected)
+
+
+def agreement(path_a: str, path_b: str) -> dict:
+    a = {r["id"]: r for r in read_label_file(path_a)}
+    b = {r["id"]: r for r in read_label_file(path_b)}
+    if set(a) != set(b):
+        raise ValueError(f"the two files label different ids ({len(set(a) ^ set(b))} differ)")
+    ids = sorted(a)
+    report = {"n": len(ids), "fields": {}}
+    for field in (*DEFAULT_TAXONOMY.names, "sentiment"):
+        x = [a[i][field] for i in ids]
+        y = [b[i][field] for i in ids]
+        disagreements = [i for i in ids if a[i][field] != b[i][field]]
+        report["fields"][field] = {
+            "kappa": cohen_kappa(x, y),
+            "agreement": 1 - len(disagreements) / len(ids),
+            "positives_a": sum(v == 1 for v in x) if field != "sentiment" else None,
+            "positives_b": sum(v == 1 for v in y) if field != "sentiment" else None,
+            "disagreements_by_source": dict(Counter(source_of(i) for i in disagreements)),
+        }
+    pairs = Counter((a[i]["sentiment"], b[i]["sentiment"]) for i in ids if a[i]["sentiment"] != b[i]["sentiment"])
+    report["sentiment_confusions"] = {f"{p}->{q}": c for (p, q), c in pairs.most_common()}
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("first")
+    parser.add_argument("second")
+    args = parser.parse_args()
+    report = agreement(args.first, args.second)
+    print(f"{report['n']} comments labeled twice, independently")
+    print(f"{'field':<15}{'kappa':>7}{'agree':>7}{'pos A':>7}{'pos B':>7}  disagreements by source")
+    for field, m in report["fields"].items():
+        pa = "" if m["positives_a"] is None else m["positives_a"]
+        pb = "" if m["positives_b"] is None else m["positives_b"]
+        print(f"{field:<15}{m['kappa']:>7.3f}{m['agreement']:>7.3f}{pa:>7}{pb:>7}  {m['disagreements_by_source']}")
+    print("sentiment disagreements (A->B):", report["sentiment_confusions"])
+
+
+if __name__ == "__main__":
+    main()
