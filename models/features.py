@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from itertools import repeat
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
@@ -135,6 +135,3 @@ class TfidfFeaturizer:
         norms[norms == 0] = 1.0
         matrix = sp.diags(1.0 / norms).astype(np.float32) @ matrix
         return matrix.tocsr(), occurrences
-
-    def params_dict(self) -> dict:
-        return asdict(self.params)

@@ -101,21 +101,19 @@ def _flat(prediction: Prediction, model: TagClassifier) -> dict:
     return row
 
 
-def tag_file(model: TagClassifier, input_path: str | Path, output_path: str | Path, options: TagFileOptions = TagFileOptions()) -> int:
-    """Tag every row of input_path into output_path; returns the number of rows written."""
-    source, target = Path(input_path), Path(output_path)
-    in_fmt, out_fmt = _format_of(source), _format_of(target)
+def _jsonl_line(prediction: Prediction, row_id) -> str:
+    return json.dumps(prediction.to_dict(id=row_id), ensure_ascii=False) + "\n"
+
+
+def tag_stream(model: TagClassifier, input_path: str | Path, out: IO[str], out_fmt: str, options: TagFileOptions = TagFileOptions()) -> int:
+    """Tag every row of input_path, writing `out_fmt` rows to `out`; returns the rows written."""
+    source = Path(input_path)
+    in_fmt = _format_of(source)
     if not source.is_file():
         raise BatchInputError(f"{source}: no such file")
-    if target.exists() and not options.overwrite:
-        raise BatchInputError(f"{target} exists; pass --overwrite to replace it")
-    if target.resolve() == source.resolve():
-        raise BatchInputError("output path is the input path; write to another file")
-    target.parent.mkdir(parents=True, exist_ok=True)
     written = 0
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
-        with open(source, encoding="utf-8-sig", newline="") as handle, os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+        with open(source, encoding="utf-8-sig", newline="") as handle:
             if in_fmt == "jsonl":
                 rows: Iterator[dict] = _jsonl_rows(handle, source, options)
                 input_columns: list[str] = []
@@ -132,20 +130,33 @@ def tag_file(model: TagClassifier, input_path: str | Path, output_path: str | Pa
                 writer = csv.DictWriter(out, fieldnames=input_columns + added, delimiter="\t" if out_fmt == "tsv" else ",", extrasaction="ignore")
                 writer.writeheader()
             for chunk in _chunks(rows, CHUNK_ROWS):
-                try:
-                    predictions = model.predict([_text_of(row, options.text_field) for row in chunk])
-                except UnicodeDecodeError as exc:
-                    raise BatchInputError(f"{source}: not UTF-8 text ({exc})") from exc
+                predictions = model.predict([_text_of(row, options.text_field) for row in chunk])
                 for offset, (row, prediction) in enumerate(zip(chunk, predictions, strict=True)):
                     if writer is None:
-                        row_id = row.get(options.id_field, written + offset)
-                        out.write(json.dumps(prediction.to_dict(id=row_id), ensure_ascii=False) + "\n")
+                        out.write(_jsonl_line(prediction, row.get(options.id_field, written + offset)))
                     else:
                         writer.writerow({**row, **_flat(prediction, model)})
                 written += len(chunk)
-        os.replace(tmp_name, target)
     except UnicodeDecodeError as exc:
         raise BatchInputError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    return written
+
+
+def tag_file(model: TagClassifier, input_path: str | Path, output_path: str | Path, options: TagFileOptions = TagFileOptions()) -> int:
+    """Tag every row of input_path into output_path; returns the number of rows written."""
+    source, target = Path(input_path), Path(output_path)
+    _format_of(source)
+    out_fmt = _format_of(target)
+    if target.exists() and not options.overwrite:
+        raise BatchInputError(f"{target} exists; pass --overwrite to replace it")
+    if target.resolve() == source.resolve():
+        raise BatchInputError("output path is the input path; write to another file")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            written = tag_stream(model, source, out, out_fmt, options)
+        os.replace(tmp_name, target)
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
@@ -154,4 +165,4 @@ def tag_file(model: TagClassifier, input_path: str | Path, output_path: str | Pa
 
 def write_jsonl(predictions: list[Prediction], ids: list, stream: IO[str] = sys.stdout) -> None:
     for row_id, prediction in zip(ids, predictions, strict=True):
-        stream.write(json.dumps(prediction.to_dict(id=row_id), ensure_ascii=False) + "\n")
+        stream.write(_jsonl_line(prediction, row_id))

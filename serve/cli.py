@@ -40,7 +40,7 @@ def tag(
     model_dir: Optional[Path] = ModelOption,
 ):
     """Tag comments given as arguments, or every row of a file."""
-    from serve.batch import BatchInputError, TagFileOptions, tag_file, write_jsonl
+    from serve.batch import BatchInputError, TagFileOptions, tag_file, tag_stream, write_jsonl
 
     if bool(texts) == bool(input):
         _fail("give comments as arguments or --input FILE (exactly one of them)")
@@ -51,14 +51,7 @@ def tag(
     options = TagFileOptions(text_field=text_column, id_field=id_column, overwrite=overwrite)
     try:
         if output is None:
-            import tempfile
-
-            with tempfile.TemporaryDirectory() as tmp:
-                temp_out = Path(tmp) / "out.jsonl"
-                tag_file(model, input, temp_out, options)
-                with open(temp_out, encoding="utf-8") as handle:
-                    for line in handle:
-                        sys.stdout.write(line)
+            tag_stream(model, input, sys.stdout, "jsonl", options)
         else:
             count = tag_file(model, input, output, options)
             typer.echo(f"tagged {count} rows -> {output}", err=True)
@@ -121,7 +114,7 @@ def evaluate(
     model_dir: Optional[Path] = ModelOption,
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the metrics JSON here."),
     text_column: str = typer.Option("text", help="Column with the comment."),
-    group_column: Optional[str] = typer.Option(None, help="Also report metrics per value of this column (e.g. source)."),
+    group_column: Optional[str] = typer.Option(None, help="Also report metrics per value of this column (e.g. channel)."),
 ):
     """Measure a model on labeled data: per-tag P/R/F1, macro/micro F1, sentiment."""
     from models.base import rounded
@@ -136,27 +129,15 @@ def evaluate(
     model = _load(model_dir)
     try:
         if data:
-            labeled = load_labeled(data, ColumnMap(text=text_column), model.taxonomy_)
+            labeled = load_labeled(data, ColumnMap(text=text_column, group=group_column), model.taxonomy_)
         else:
             labeled = load_corpus_labels(labels, corpus_dir, model.taxonomy_, split)
     except (DataValidationError, ValueError) as exc:
         _fail(str(exc))
-    groups = labeled.sources
-    if group_column and data:
-        groups = _group_values(data, group_column, len(labeled))
-    metrics = run_evaluation(model, labeled, groups if (group_column or labels) else None)
+    metrics = run_evaluation(model, labeled, labeled.sources if (group_column or labels) else None)
     typer.echo(format_metrics(metrics, model.taxonomy_))
     if output:
         output.write_text(json.dumps(rounded(metrics), ensure_ascii=False, indent=2), encoding="utf-8")
-
-
-def _group_values(path: Path, column: str, expected: int) -> list[str]:
-    from training.data import _read_rows
-
-    rows = _read_rows(path)
-    if column not in rows[0]:
-        _fail(f"{path}: group column {column!r} not found; columns are {list(rows[0])}")
-    return [str(r.get(column)) for r in rows][:expected]
 
 
 def main() -> None:

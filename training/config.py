@@ -28,6 +28,7 @@ class ColumnMap:
     id: str = "id"  # column with a unique row id; row numbers are used when absent
     sentiment: str = "sentiment"  # column with negative|neutral|positive
     tags: str = "tags"  # alternative to one 0/1 column per tag: a list of tag names per row
+    group: str | None = None  # column naming each row's origin for per-group metrics; default: "source" if present, else the file name
 
 
 @dataclass

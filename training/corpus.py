@@ -19,7 +19,7 @@ import numpy as np
 from models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
 from training.data import DataValidationError, LabeledSet, Problems
 
-__all__ = ["CORPUS_ENV", "CorpusError", "SOURCES", "SPLITS", "load_corpus_labels", "read_corpus", "read_label_file", "resolve_corpus_dir", "source_of"]
+__all__ = ["CORPUS_ENV", "CorpusError", "SOURCES", "SPLITS", "load_corpus_labels", "load_corpus_splits", "read_corpus", "read_label_file", "resolve_corpus_dir", "source_of"]
 
 SPLITS = ("train", "dev", "test")
 # Fields a label file may carry besides the tags and the sentiment.
@@ -145,6 +145,24 @@ def load_corpus_labels(
     """
     if split is not None and split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    data, splits = _join_corpus(label_path, corpus_dir, taxonomy)
+    if split is None:
+        return data
+    return data.subset([i for i, s in enumerate(splits) if s == split])
+
+
+def load_corpus_splits(
+    label_path: str | os.PathLike, corpus_dir: str | os.PathLike | None, taxonomy: Taxonomy = DEFAULT_TAXONOMY
+) -> dict[str, LabeledSet]:
+    """{train, dev, test} -> rows of one label file, reading the file and the corpus once."""
+    data, splits = _join_corpus(label_path, corpus_dir, taxonomy)
+    return {name: data.subset([i for i, s in enumerate(splits) if s == name]) for name in SPLITS}
+
+
+def _join_corpus(
+    label_path: str | os.PathLike, corpus_dir: str | os.PathLike | None, taxonomy: Taxonomy
+) -> tuple[LabeledSet, list[str]]:
+    """All rows of a label file with their texts, and each row's split."""
     rows = read_label_file(label_path, taxonomy)
     sources = sorted({source_of(r["id"]) for r in rows})
     unknown_sources = [s for s in sources if s not in SOURCES]
@@ -160,9 +178,7 @@ def load_corpus_labels(
             problems.add("id has an empty text in the corpus", row["id"])
     if problems.rows:
         raise DataValidationError(problems.message())
-    if split is not None:
-        rows = [r for r in rows if r.get("split", "train") == split]
-    return LabeledSet(
+    data = LabeledSet(
         ids=[r["id"] for r in rows],
         texts=[texts[r["id"]] for r in rows],
         tags=np.array([[r[name] for name in taxonomy.names] for r in rows], dtype=np.int8).reshape(len(rows), len(taxonomy.names)),
@@ -171,3 +187,4 @@ def load_corpus_labels(
         warnings=[],
         sources=[source_of(r["id"]) for r in rows],
     )
+    return data, [r.get("split", "train") for r in rows]

@@ -90,7 +90,7 @@ def dedupe_key(text: str) -> str:
     return "".join(ch for ch in normalize(text).text if ch.isalnum() or is_emoji(ch))
 
 
-def _read_rows(path: Path) -> list[dict]:
+def read_rows(path: Path) -> list[dict]:
     """Rows as dicts via `datasets` (JSONL or CSV), with clear errors for unreadable files."""
     if not path.is_file():
         raise DataValidationError(f"{path}: no such file")
@@ -133,7 +133,7 @@ def load_labeled(
 ) -> LabeledSet:
     """Load one labeled file. Tags come from one 0/1 column per tag or a `tags` list column."""
     path = Path(path)
-    rows = _read_rows(path)
+    rows = read_rows(path)
     if not rows:
         raise DataValidationError(f"{path}: no rows")
     available = list(rows[0].keys())
@@ -141,6 +141,8 @@ def load_labeled(
         raise DataValidationError(f"{path}: text column {columns.text!r} not found; columns are {available}")
     if columns.sentiment not in available:
         raise DataValidationError(f"{path}: sentiment column {columns.sentiment!r} not found; columns are {available}")
+    if columns.group is not None and columns.group not in available:
+        raise DataValidationError(f"{path}: group column {columns.group!r} not found; columns are {available}")
     per_tag = all(name in available for name in taxonomy.names)
     if not per_tag and columns.tags not in available:
         missing = [n for n in taxonomy.names if n not in available]
@@ -211,7 +213,8 @@ def load_labeled(
             warnings.append(f"{path}: duplicate text with identical labels, {pairs} (kept; splits keep them together)")
     if problems.rows:
         raise DataValidationError(problems.message())
-    sources = [str(row.get("source") or path.stem) for row in rows]
+    group = columns.group or "source"
+    sources = [str(row.get(group) or path.stem) for row in rows]
     return LabeledSet(ids, texts, tags, sentiments, taxonomy, warnings, sources)
 
 

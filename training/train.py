@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from models import TagClassifier
-from models.schema import SENTIMENTS
 from models.baseline import TfidfLinearClassifier
-from models.schema import DEFAULT_TAXONOMY
+from models.schema import DEFAULT_TAXONOMY, SENTIMENTS
 from training.config import TrainConfig
-from training.corpus import SPLITS, load_corpus_labels, read_corpus, read_label_file
+from training.corpus import SPLITS, load_corpus_splits, read_corpus
 from training.data import LabeledSet, group_split, load_labeled
 from training.evaluate import choose_thresholds, evaluate, evaluate_predictions
 from training.weak import WeakLabeler, polarity_votes
@@ -46,13 +45,12 @@ def _fit(model: TfidfLinearClassifier, data: LabeledSet, weak: LabeledSet | None
     return model.fit(both.texts, both.tags, both.sentiments, sample_weight=weights)
 
 
-def _weak_rows(config: TrainConfig, hand_train: LabeledSet) -> LabeledSet | None:
+def _weak_rows(config: TrainConfig, hand_train: LabeledSet, labeled_ids: set[str]) -> LabeledSet | None:
     """Weakly labeled corpus comments; every hand-labeled id (any split) is excluded."""
     if config.weak_rows <= 0:
         return None
     if not config.corpus_labels:
         raise ValueError("weak_rows needs corpus_labels (LF precision is measured on their training split)")
-    labeled_ids = {row["id"] for path in config.corpus_labels for row in read_label_file(path, DEFAULT_TAXONOMY)}
     polarity = polarity_votes(config.corpus_dir)
     labeler = WeakLabeler().fit(hand_train, polarity)
     corpus = read_corpus(config.corpus_dir)
@@ -74,7 +72,8 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
     if output_dir is not None and Path(output_dir).exists() and not overwrite:
         raise FileExistsError(f"{output_dir} exists; choose another directory or allow overwrite")
     parts = [load_labeled(path, config.columns, DEFAULT_TAXONOMY) for path in config.train_files]
-    corpus = {split: [load_corpus_labels(path, config.corpus_dir, DEFAULT_TAXONOMY, split) for path in config.corpus_labels] for split in SPLITS}
+    per_file = [load_corpus_splits(path, config.corpus_dir, DEFAULT_TAXONOMY) for path in config.corpus_labels]
+    corpus = {split: [splits[split] for splits in per_file] for split in SPLITS}
     parts += corpus["train"]
     if not parts:
         raise ValueError("no training data: give train_files or corpus_labels")
@@ -99,7 +98,8 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
         rest, held = group_split(pool, config.dev_fraction, config.seed + 1)
         fit_part, dev = pool.subset(rest), pool.subset(held)
 
-    weak = _weak_rows(config, LabeledSet.concat(corpus["train"])) if config.weak_rows else None
+    hand_labeled_ids = {i for split in SPLITS for part in corpus[split] for i in part.ids}
+    weak = _weak_rows(config, LabeledSet.concat(corpus["train"]), hand_labeled_ids) if config.weak_rows else None
     model = _fit(_build(config), fit_part, weak, config.weak_weight)
     dev_predictions = model.predict(dev.texts)
     thresholds = choose_thresholds(

@@ -24,7 +24,7 @@ import numpy as np
 
 from models.schema import DEFAULT_TAXONOMY, SENTIMENTS
 from nlp import normalize
-from training.corpus import SOURCES, read_corpus, resolve_corpus_dir, source_of
+from training.corpus import SOURCES, resolve_corpus_dir
 from training.data import LabeledSet
 
 __all__ = ["LABELING_FUNCTIONS", "LabelingFunction", "WeakLabeler", "polarity_votes"]
@@ -44,9 +44,9 @@ class LabelingFunction:
 
     def fires(self, clauses: list[str]) -> bool:
         for clause in clauses:
+            if self.veto is not None and self.veto.search(clause):
+                continue
             for match in self.pattern.finditer(clause):
-                if self.veto is not None and self.veto.search(clause):
-                    continue
                 if self.negatable and _NEGATOR_BEFORE.search(clause[: match.start()][-4:]):
                     continue
                 return True
