@@ -1,4 +1,4 @@
-"""`kesheng` (客声, the voice of the customer): tag, train, evaluate."""
+"""`kesheng` (客声, the voice of the customer): tag, train, evaluate, serve."""
 
 from __future__ import annotations
 
@@ -138,6 +138,49 @@ def evaluate(
     typer.echo(format_metrics(metrics, model.taxonomy_))
     if output:
         output.write_text(json.dumps(rounded(metrics), ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes, one model copy each ($KESHENG_WORKERS, default 1)."),
+    model_dir: Optional[Path] = ModelOption,
+    feedback_db: Optional[Path] = typer.Option(None, help="SQLite label store for /v1/feedback ($KESHENG_FEEDBACK_DB)."),
+):
+    """Run the HTTP API (POST /v1/tag, /v1/feedback; GET /v1/model, /v1/health, /v1/ready, /metrics)."""
+    import os
+    import tempfile
+
+    import uvicorn
+
+    from serve.settings import Settings, SettingsError
+
+    # Workers are separate processes that build their settings from the environment.
+    if model_dir is not None:
+        os.environ["KESHENG_MODEL"] = str(model_dir.resolve())
+    if feedback_db is not None:
+        os.environ["KESHENG_FEEDBACK_DB"] = str(feedback_db.resolve())
+    if workers is not None:
+        os.environ["KESHENG_WORKERS"] = str(workers)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        _fail(str(exc))
+    _load(settings.model_dir)  # fail here, with a clear message, rather than in every worker
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kesheng-metrics-")
+    uvicorn.run(
+        "serve.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=settings.workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,  # the app writes one JSON line per request instead
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=10,
+    )
 
 
 def main() -> None:

@@ -37,3 +37,25 @@ def model(trained):
 @pytest.fixture(scope="session")
 def model_dir(trained):
     return trained[1]
+
+
+@pytest.fixture
+def api(model_dir, tmp_path):
+    """A TestClient on a fresh app (lifespan run) serving the session model; call with Settings overrides."""
+    from fastapi.testclient import TestClient
+
+    from serve.app import create_app
+    from serve.settings import Settings
+
+    clients = []
+
+    def start(**overrides):
+        settings = Settings(**{"model_dir": model_dir, "feedback_db": tmp_path / "feedback.sqlite3", **overrides})
+        client = TestClient(create_app(settings), raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        client.__exit__(None, None, None)

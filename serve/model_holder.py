@@ -1,0 +1,87 @@
+"""The one loaded model of a serving process, swappable without downtime.
+
+Requests read `holder.model` once and use that object to the end, so a reload never changes
+the model under a running request; the old model keeps serving until the new one has loaded,
+and stays if the new one fails to load.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from models import ModelLoadError, TagClassifier, default_model_path, load_model
+from models.base import META_FILE, read_json
+
+__all__ = ["ModelHolder", "ReloadOutcome"]
+
+log = logging.getLogger("kesheng.serve")
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    reloaded: bool  # False: the directory holds the version already loaded, or loading failed
+    model_version: str  # the version serving after the attempt
+    previous_version: str
+    error: str | None = None  # why the new model was refused (the old one keeps serving)
+
+
+class ModelHolder:
+    def __init__(self, model_dir: Path | None = None):
+        self.model_dir = Path(model_dir) if model_dir is not None else default_model_path()
+        self._model: TagClassifier | None = None
+        self._swap = threading.Lock()  # one reload at a time; readers never wait for it
+        self.loaded_at: str | None = None
+        self.last_error: str | None = None
+
+    @property
+    def model(self) -> TagClassifier:
+        model = self._model
+        if model is None:
+            raise RuntimeError("no model loaded yet")
+        return model
+
+    @property
+    def ready(self) -> bool:
+        return self._model is not None
+
+    @property
+    def version(self) -> str:
+        return str(self.model.meta_.get("model_version"))
+
+    def load(self) -> TagClassifier:
+        """First load at startup: a failure here is fatal (ModelLoadError)."""
+        with self._swap:
+            self._install(load_model(self.model_dir))
+        return self.model
+
+    def reload(self, only_if_changed: bool = False) -> ReloadOutcome:
+        with self._swap:
+            previous = self.version
+            if only_if_changed and self._version_on_disk() == previous:
+                return ReloadOutcome(False, previous, previous)
+            try:
+                candidate = load_model(self.model_dir)
+                # A broken model that loads must not replace a working one.
+                candidate.predict(["模型自检：等了很久没人回复"])
+            except Exception as exc:  # noqa: BLE001 - whatever went wrong, the old model keeps serving
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("model reload failed, still serving %s: %s", previous, self.last_error)
+                return ReloadOutcome(False, previous, previous, self.last_error)
+            self._install(candidate)
+            log.info("model reloaded: %s -> %s", previous, self.version)
+            return ReloadOutcome(True, self.version, previous)
+
+    def _install(self, model: TagClassifier) -> None:
+        self._model = model
+        self.loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.last_error = None
+
+    def _version_on_disk(self) -> str | None:
+        try:
+            return str(read_json(self.model_dir, META_FILE).get("model_version"))
+        except (ModelLoadError, AttributeError):
+            return None

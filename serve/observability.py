@@ -1,0 +1,211 @@
+"""Prometheus metrics, JSON logs, and the ASGI guard every request passes through.
+
+The guard is plain ASGI (not BaseHTTPMiddleware) because it runs on every request: it reads the
+body itself, so an oversized body is refused before anything parses it, and a slow or vanished
+client only ever holds an await, never a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from typing import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import multiprocess
+
+from models import Prediction
+
+__all__ = ["JsonFormatter", "Metrics", "RequestGuard", "configure_logging"]
+
+access_log = logging.getLogger("kesheng.access")
+
+# The *_created series double the output for no use in dashboards.
+disable_created_metrics()
+
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+# Label values are bounded: arbitrary methods or paths from scanners must not grow the series.
+_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: easy for log shippers, no parsing rules to maintain."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    for name in ("kesheng", "uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
+    # Our access log replaces uvicorn's plain-text one.
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+class Metrics:
+    """Request, latency, comment, tag and sentiment counters for one app.
+
+    With several worker processes (PROMETHEUS_MULTIPROC_DIR set, as `kesheng serve --workers N`
+    does) the values live in shared files and /metrics aggregates all workers.
+    """
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("kesheng_http_requests", "HTTP requests", ["method", "route", "status"], registry=r)
+        self.latency = Histogram(
+            "kesheng_http_request_seconds", "Request latency", ["route"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.comments = Counter("kesheng_comments_tagged", "Comments tagged", registry=r)
+        self.tags = Counter("kesheng_tags_assigned", "Tags assigned, per tag", ["tag"], registry=r)
+        self.sentiments = Counter("kesheng_sentiments", "Sentiments predicted", ["sentiment"], registry=r)
+        self.feedback = Counter("kesheng_feedback_stored", "Corrections stored in the label store", registry=r)
+        self.reloads = Counter("kesheng_model_reloads", "Model reload attempts", ["outcome"], registry=r)
+
+    def record_predictions(self, predictions: Iterable[Prediction]) -> None:
+        count = 0
+        for prediction in predictions:
+            count += 1
+            for tag in prediction.tags:
+                self.tags.labels(tag).inc()
+            self.sentiments.labels(prediction.sentiment).inc()
+        self.comments.inc(count)
+
+    def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)
+            return generate_latest(merged)
+        return generate_latest(self.registry)
+
+
+class RequestGuard:
+    """Body size limit, request id, latency metrics and one access-log line per request."""
+
+    def __init__(self, app, max_body_bytes: int, metrics: Metrics):
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope.get("headers") or [])
+        supplied_id = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = supplied_id if _REQUEST_ID.match(supplied_id) else uuid.uuid4().hex
+        status = 500
+
+        async def send_with_id(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        try:
+            body, refusal = await self._read_body(headers, receive)
+            if refusal is not None:
+                await _send_json(send_with_id, 413, {"detail": refusal, "errors": []})
+            elif body and (encoding_problem := _not_utf8(body)):
+                await _send_json(send_with_id, 400, {"detail": encoding_problem, "errors": []})
+            elif body is not None:
+                await self.app(scope, _replay(body, receive), send_with_id)
+        finally:
+            route = scope.get("route")
+            route_path = getattr(route, "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            self.metrics.requests.labels(method, route_path, str(status)).inc()
+            self.metrics.latency.labels(route_path).observe(elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "request",
+                    extra={
+                        "fields": {
+                            "request_id": request_id,
+                            "method": scope["method"],
+                            "path": scope["path"],
+                            "status": status,
+                            "ms": round(elapsed * 1000, 2),
+                            "client": (scope.get("client") or ("", 0))[0],
+                        }
+                    },
+                )
+
+    async def _read_body(self, headers: dict, receive) -> tuple[bytes | None, str | None]:
+        """(body, None), (None, why refused), or (None, None) when the client went away."""
+        limit = self.max_body_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                return None, "invalid Content-Length header"
+            if int(declared) > limit:
+                return None, f"request body is {int(declared)} bytes; the limit is {limit} (KESHENG_MAX_BODY_BYTES)"
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None, None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return None, f"request body exceeds the limit of {limit} bytes (KESHENG_MAX_BODY_BYTES)"
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks), None
+
+
+def _not_utf8(body: bytes) -> str | None:
+    # JSON on the wire is UTF-8 (RFC 8259); say so instead of a generic parse error.
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"request body is not UTF-8: byte 0x{body[exc.start]:02x} at offset {exc.start} (send UTF-8 JSON)"
+    return None
+
+
+def _replay(body: bytes, receive):
+    delivered = False
+
+    async def replay():
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _send_json(send, status: int, payload: dict) -> None:
+    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

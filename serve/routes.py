@@ -1,0 +1,125 @@
+"""The /v1 routes: a few lines each; the work is in models (predict, the label store)."""
+
+# No `from __future__ import annotations`: FastAPI must see the request classes built per app.
+
+import hmac
+
+from fastapi import APIRouter, HTTPException, Request, Response, Security
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+
+from models import SENTIMENTS
+from models.base import FORMAT_VERSION
+from serve.schemas import ErrorResponse, FeedbackAccepted, ModelInfo, RequestModels, TagResponse
+
+__all__ = ["build_router"]
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Needed only when the server has API keys.")
+
+ERRORS = {
+    400: {"model": ErrorResponse, "description": "Body is not JSON / not UTF-8"},
+    401: {"model": ErrorResponse, "description": "API key missing"},
+    403: {"model": ErrorResponse, "description": "API key not accepted"},
+    413: {"model": ErrorResponse, "description": "Body over the size limit"},
+    422: {"model": ErrorResponse, "description": "Which item is invalid and why"},
+}
+
+
+def _check_key(presented: str | None, accepted: frozenset[str], what: str) -> None:
+    if presented is None:
+        raise HTTPException(401, f"missing {what}: send it in the X-API-Key header", headers={"WWW-Authenticate": "ApiKey"})
+    # Constant-time comparison on bytes (compare_digest refuses non-ASCII str).
+    if not any(hmac.compare_digest(presented.encode(), key.encode()) for key in accepted):
+        raise HTTPException(403, f"{what} not accepted")
+
+
+# Dependencies are async: a sync one would cost a thread hop on every request.
+async def require_api_key(request: Request, key: str | None = Security(api_key_header)) -> None:
+    accepted = request.app.state.settings.api_keys
+    if accepted:
+        _check_key(key, accepted | request.app.state.settings.admin_keys, "API key")
+
+
+async def require_admin_key(request: Request, key: str | None = Security(api_key_header)) -> None:
+    accepted = request.app.state.settings.admin_keys
+    if not accepted:
+        raise HTTPException(403, "admin endpoints are disabled: set KESHENG_ADMIN_KEYS (or reload with SIGHUP)")
+    _check_key(key, accepted, "admin key")
+
+
+def _unprocessable(loc: str, msg: str) -> JSONResponse:
+    return JSONResponse({"detail": f"{loc}: {msg}", "errors": [{"loc": loc, "msg": msg, "type": "value_error"}]}, 422)
+
+
+def build_router(request_models: RequestModels) -> APIRouter:
+    TagRequest = request_models.tag_request
+    FeedbackRequest = request_models.feedback_request
+    router = APIRouter(prefix="/v1")
+
+    @router.post("/tag", response_model=TagResponse, responses=ERRORS, dependencies=[Security(require_api_key)])
+    async def tag(body: TagRequest, request: Request):
+        """Tags, scores, sentiment and evidence per comment: one result per comment, in order."""
+        model = request.app.state.holder.model  # one model for the whole request, even during a reload
+        predictions = await request.app.state.predict(model, [comment.text for comment in body.comments])
+        request.app.state.metrics.record_predictions(predictions)
+        results = [p.to_dict(comment.id) for p, comment in zip(predictions, body.comments, strict=True)]
+        return JSONResponse({"model_version": str(model.meta_["model_version"]), "results": results})
+
+    @router.post(
+        "/feedback", status_code=201, response_model=FeedbackAccepted, responses=ERRORS,
+        dependencies=[Security(require_api_key)],
+    )
+    def feedback(body: FeedbackRequest, request: Request):
+        """An agent's corrected labels for a comment; stored durably before the 201 is sent."""
+        taxonomy = request.app.state.holder.model.taxonomy_
+        for i, name in enumerate(body.tags):
+            if name not in taxonomy.names:
+                return _unprocessable(f"tags[{i}]", f"unknown tag {name!r}; this model's tags: {list(taxonomy.names)}")
+        record = request.app.state.store.append(
+            text=body.text, tags=body.tags, judged_tags=taxonomy.names, sentiment=body.sentiment,
+            comment_id=None if body.id is None else str(body.id), model_version=body.model_version,
+            annotator=body.annotator, note=body.note,
+        )
+        request.app.state.metrics.feedback.inc()
+        return FeedbackAccepted(feedback_id=record.seq, received_at=record.received_at, judged_tags=list(record.judged_tags))
+
+    @router.get("/model", response_model=ModelInfo, responses=ERRORS, dependencies=[Security(require_api_key)])
+    def model_info(request: Request):
+        """The model serving now: version, type, tags with Chinese names and thresholds, metrics."""
+        holder = request.app.state.holder
+        model = holder.model
+        labels = [
+            {"name": t.name, "zh": t.zh, "description": t.description, "threshold": model.thresholds_[t.name]}
+            for t in model.taxonomy_.tags
+        ]
+        return ModelInfo(
+            model_version=str(model.meta_["model_version"]), model_type=model.model_type,
+            format_version=int(model.meta_.get("format_version", FORMAT_VERSION)), labels=labels,
+            sentiments=list(SENTIMENTS), metrics=model.metrics_, loaded_at=holder.loaded_at or "",
+        )
+
+    @router.get("/health")
+    def health():
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @router.get("/ready", responses={503: {"model": ErrorResponse, "description": "No model loaded"}})
+    def ready(request: Request):
+        """Readiness: a model is loaded and requests will be served."""
+        holder = getattr(request.app.state, "holder", None)
+        if holder is None or not holder.ready:
+            return JSONResponse({"detail": "model not loaded", "errors": []}, 503)
+        return {"status": "ready", "model_version": holder.version}
+
+    @router.post("/admin/reload", responses=ERRORS, dependencies=[Security(require_admin_key)])
+    async def reload(request: Request):
+        """Load the model directory again; the old model keeps serving if the new one fails (409)."""
+        outcome = await request.app.state.reload_model(only_if_changed=False)
+        return JSONResponse(outcome.__dict__, status_code=409 if outcome.error else 200)
+
+    return router
+
+
+def metrics_route(request: Request) -> Response:
+    """Prometheus text format."""
+    return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,180 @@
+"""Request and response bodies of the API; the limits come from the settings, so OpenAPI shows them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from serve.settings import Settings
+
+__all__ = [
+    "Comment",
+    "EvidenceOut",
+    "FeedbackAccepted",
+    "ModelInfo",
+    "RequestModels",
+    "TagResponse",
+    "TagResult",
+    "build_request_models",
+]
+
+
+
+def _id_type(value):
+    # One clear message instead of one error per member of the union.
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
+        raise ValueError(f"id must be a string, an integer or null, not {type(value).__name__}")
+    return value
+
+
+CommentId = Annotated[str | int | None, BeforeValidator(_id_type)]
+Sentiment = Literal["negative", "neutral", "positive"]
+
+TAG_EXAMPLE = {
+    "comments": [
+        {"id": "T-1", "text": "等了半小时都没人接电话，问题到现在还没解决"},
+        {"id": "T-2", "text": "客服小姐姐很耐心，一次就帮我处理好了，谢谢！"},
+    ]
+}
+FEEDBACK_EXAMPLE = {
+    "id": "T-1",
+    "text": "等了半小时都没人接电话，问题到现在还没解决",
+    "tags": ["slow_response", "unresolved"],
+    "sentiment": "negative",
+    "annotator": "agent-017",
+    "model_version": "tfidf-linear-20261121-1a2b3c4d",
+}
+
+
+def _no_lone_surrogates(value: str | None) -> str | None:
+    # JSON allows "\ud800"; such a string can never be encoded back to UTF-8 in the response.
+    if value is not None:
+        for position, char in enumerate(value):
+            if "\ud800" <= char <= "\udfff":
+                raise ValueError(f"unpaired UTF-16 surrogate {char!r} at character {position}")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Comment(_Strict):
+    """Base class; `build_request_models` sets the length limit from the settings."""
+
+    id: CommentId = Field(None, description="Your id for the comment (ticket id); echoed in the result.")
+    text: str = Field(description="The comment as written, any length up to the limit.")
+
+    _check_text = field_validator("text")(_no_lone_surrogates)
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: CommentId) -> CommentId:
+        return _no_lone_surrogates(value) if isinstance(value, str) else value
+
+
+class EvidenceOut(BaseModel):
+    tag: str
+    start: int = Field(description="Offset into the comment as sent (characters).")
+    end: int
+    text: str = Field(description="text[start:end]")
+    weight: float
+
+
+class TagResult(BaseModel):
+    id: CommentId
+    tags: list[str] = Field(description="Tags at or above their threshold; empty means 其他 (other).")
+    scores: dict[str, float] = Field(description="Probability per tag of the model's taxonomy.")
+    sentiment: Sentiment
+    sentiment_scores: dict[str, float]
+    evidence: list[EvidenceOut]
+    notes: list[str] = Field(description="What the model could not do as usual (empty text, truncation).")
+
+
+class TagResponse(BaseModel):
+    model_version: str
+    results: list[TagResult] = Field(description="One result per comment, in request order.")
+
+
+class LabelInfo(BaseModel):
+    name: str
+    zh: str
+    description: str
+    threshold: float
+
+
+class ModelInfo(BaseModel):
+    model_version: str
+    model_type: str
+    format_version: int
+    labels: list[LabelInfo]
+    sentiments: list[str]
+    metrics: dict = Field(description="The model's metrics.json: evaluation on data it was not trained on.")
+    loaded_at: str
+
+
+class FeedbackAccepted(BaseModel):
+    feedback_id: int = Field(description="Sequence number in the label store.")
+    received_at: str
+    judged_tags: list[str] = Field(description="The taxonomy the labels were judged against.")
+
+
+class ErrorItem(BaseModel):
+    loc: str = Field(description="Where in the request, e.g. comments[3].text")
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+    errors: list[ErrorItem] = []
+
+
+@dataclass(frozen=True)
+class RequestModels:
+    tag_request: type[BaseModel]
+    feedback_request: type[BaseModel]
+
+
+def build_request_models(settings: Settings) -> RequestModels:
+    class TagComment(Comment):
+        text: str = Field(max_length=settings.max_text_chars, description="The comment as written.")
+
+    class TagRequest(_Strict):
+        model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [TAG_EXAMPLE]})
+
+        comments: list[TagComment] = Field(
+            min_length=1, max_length=settings.max_comments, description="Comments to tag, in order."
+        )
+
+    class FeedbackRequest(_Strict):
+        model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [FEEDBACK_EXAMPLE]})
+
+        id: CommentId = Field(None, description="Your id for the comment (ticket id).")
+        text: str = Field(min_length=1, max_length=settings.max_text_chars, description="The comment as written.")
+        tags: list[str] = Field(max_length=64, description="Every tag that applies (machine names); [] means 其他.")
+        sentiment: Sentiment | None = Field(None, description="Corrected sentiment; omit if not judged.")
+        annotator: str | None = Field(None, max_length=200, description="Who corrected it.")
+        model_version: str | None = Field(None, max_length=200, description="The model whose output was corrected.")
+        note: str | None = Field(None, max_length=2000)
+
+        _check_strings = field_validator("text", "annotator", "model_version", "note")(_no_lone_surrogates)
+
+        @field_validator("tags")
+        @classmethod
+        def _distinct(cls, value: list[str]) -> list[str]:
+            for tag in value:
+                _no_lone_surrogates(tag)
+            repeated = sorted({t for t in value if value.count(t) > 1})
+            if repeated:
+                raise ValueError(f"tags repeated: {repeated}")
+            return value
+
+        @field_validator("id")
+        @classmethod
+        def _check_id(cls, value: CommentId) -> CommentId:
+            return _no_lone_surrogates(value) if isinstance(value, str) else value
+
+    return RequestModels(tag_request=TagRequest, feedback_request=FeedbackRequest)

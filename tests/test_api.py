@@ -1,0 +1,291 @@
+"""The HTTP API through TestClient: every route, every refusal, reload, auth, metrics."""
+
+import json
+import shutil
+import time
+
+import pytest
+
+from models import load_model
+from models.feedback import FeedbackStore
+from serve.observability import JsonFormatter
+from serve.settings import Settings, SettingsError
+
+TEXTS = ["等了半小时都没人接电话，问题到现在还没解决", "客服态度很好，谢谢", "", "收费明细一直不给解释"]
+
+
+def test_tag_returns_one_result_per_comment_in_order_same_as_predict(api, model):
+    client = api()
+    body = {"comments": [{"id": f"T-{i}", "text": t} for i, t in enumerate(TEXTS)] + [{"text": "没有编号的评论"}]}
+    response = client.post("/v1/tag", json=body)
+    assert response.status_code == 200
+    payload = response.json()
+    assert payload["model_version"] == model.meta_["model_version"]
+    expected = [p.to_dict(f"T-{i}") for i, p in enumerate(model.predict(TEXTS))]
+    expected.append(model.predict(["没有编号的评论"])[0].to_dict(None))
+    assert payload["results"] == json.loads(json.dumps(expected, ensure_ascii=False))
+    assert payload["results"][2]["notes"] == ["empty text"]
+    for comment, result in zip(body["comments"], payload["results"]):
+        for evidence in result["evidence"]:
+            assert comment["text"][evidence["start"] : evidence["end"]] == evidence["text"]
+    assert response.headers["x-request-id"]
+
+
+def test_integer_ids_are_echoed_unchanged(api):
+    results = api().post("/v1/tag", json={"comments": [{"id": 7, "text": "好"}]}).json()["results"]
+    assert results[0]["id"] == 7
+
+
+@pytest.mark.parametrize(
+    "body, status, loc, words",
+    [
+        ({"comments": []}, 422, "comments", "at least 1"),
+        ({"comments": [{"text": "好"}] * 5}, 422, "comments", "at most 4"),
+        ({"comments": [{"text": "好"}, {"text": "长" * 41}]}, 422, "comments[1].text", "at most 40 characters"),
+        ({"comments": [{"text": 3}]}, 422, "comments[0].text", "valid string"),
+        ({"comments": [{"id": "a"}]}, 422, "comments[0].text", "required"),
+        ({"comments": [{"text": "好", "channel": "app"}]}, 422, "comments[0].channel", "Extra inputs"),
+        ({"comments": [{"text": "好"}], "extra": 1}, 422, "extra", "Extra inputs"),
+        ({"comment": [{"text": "好"}]}, 422, "comments", "required"),
+        ([{"text": "好"}], 422, "body", "JSON object"),
+        ({"comments": [{"text": "好", "id": [1]}]}, 422, "comments[0].id", "string, an integer or null"),
+        ({"comments": [{"text": "好", "id": True}]}, 422, "comments[0].id", "not bool"),
+    ],
+)
+def test_bad_tag_requests_say_which_item_and_why(api, body, status, loc, words):
+    response = api(max_comments=4, max_text_chars=40).post("/v1/tag", json=body)
+    assert response.status_code == status, response.text
+    payload = response.json()
+    assert payload["errors"][0]["loc"] == loc
+    assert words in payload["errors"][0]["msg"]
+    assert payload["detail"].startswith(loc)
+
+
+@pytest.mark.parametrize(
+    "raw, content_type, status, words",
+    [
+        (b'{"comments": [', "application/json", 400, "not valid JSON"),
+        (b"\xff\xfe\x00{", "application/json", 400, "not UTF-8"),
+        ('{"comments": [{"text": "\u597d"}]}'.encode("gb18030"), "application/json", 400, "not UTF-8"),
+        (b"comments=1", "application/x-www-form-urlencoded", 422, "JSON object"),
+        (b"", "application/json", 422, "JSON object"),
+        (b'{"comments": [{"text": "\\ud800"}]}', "application/json", 422, "unicode"),
+    ],
+)
+def test_malformed_bodies_are_4xx_with_a_message(api, raw, content_type, status, words):
+    response = api().post("/v1/tag", content=raw, headers={"content-type": content_type})
+    assert response.status_code == status, response.text
+    assert words in response.json()["detail"]
+
+
+def test_huge_bodies_are_refused_before_parsing(api):
+    client = api(max_body_bytes=2048)
+    declared = client.post("/v1/tag", content=b"x" * 4096, headers={"content-type": "application/json"})
+    assert declared.status_code == 413 and "limit is 2048" in declared.json()["detail"]
+
+    def chunks():  # no Content-Length: the limit is enforced while reading
+        for _ in range(8):
+            yield b"x" * 1024
+
+    streamed = client.post("/v1/tag", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413
+    assert client.post("/v1/tag", json={"comments": [{"text": "好"}]}).status_code == 200
+
+
+def test_text_at_the_limit_is_accepted(api):
+    response = api(max_text_chars=40).post("/v1/tag", json={"comments": [{"text": "等" * 40}]})
+    assert response.status_code == 200
+
+
+def test_health_ready_and_model_info(api, model):
+    client = api()
+    assert client.get("/v1/health").json() == {"status": "ok"}
+    assert client.get("/v1/ready").json() == {"status": "ready", "model_version": model.meta_["model_version"]}
+    info = client.get("/v1/model").json()
+    assert info["model_type"] == "tfidf-linear"
+    assert [label["name"] for label in info["labels"]] == list(model.taxonomy_.names)
+    assert {label["name"]: label["threshold"] for label in info["labels"]} == model.thresholds_
+    assert info["labels"][0]["zh"] == "响应缓慢"
+    assert info["metrics"]["test"]["macro_f1"] == pytest.approx(model.metrics_["test"]["macro_f1"], abs=1e-4)
+
+
+def test_unknown_route_is_json_404(api):
+    response = api().get("/v1/nothing")
+    assert response.status_code == 404 and response.json()["detail"] == "Not Found"
+
+
+def test_openapi_documents_routes_limits_and_chinese_examples(api):
+    spec = api(max_comments=10).get("/openapi.json").json()
+    for path in ("/v1/tag", "/v1/feedback", "/v1/model", "/v1/health", "/v1/ready", "/v1/admin/reload", "/metrics"):
+        assert path in spec["paths"]
+    assert spec["components"]["schemas"]["TagRequest"]["properties"]["comments"]["maxItems"] == 10
+    assert "等了半小时" in json.dumps(spec, ensure_ascii=False)
+
+
+class TestAuth:
+    def test_open_when_no_keys_are_configured(self, api):
+        assert api().post("/v1/tag", json={"comments": [{"text": "好"}]}).status_code == 200
+
+    def test_missing_key_is_401_wrong_key_403_right_key_200(self, api):
+        client = api(api_keys=frozenset({"k-1", "k-2"}))
+        body = {"comments": [{"text": "好"}]}
+        missing = client.post("/v1/tag", json=body)
+        assert missing.status_code == 401 and "X-API-Key" in missing.json()["detail"]
+        assert client.post("/v1/tag", json=body, headers={"X-API-Key": "nope"}).status_code == 403
+        assert client.post("/v1/tag", json=body, headers={"X-API-Key": "k-2"}).status_code == 200
+        assert client.get("/v1/model").status_code == 401
+        assert client.post("/v1/feedback", json={"text": "好", "tags": []}).status_code == 401
+        # Probes need no key.
+        assert client.get("/v1/health").status_code == 200 and client.get("/v1/ready").status_code == 200
+
+    def test_admin_endpoint_is_disabled_without_admin_keys(self, api):
+        response = api(api_keys=frozenset({"k"})).post("/v1/admin/reload", headers={"X-API-Key": "k"})
+        assert response.status_code == 403 and "KESHENG_ADMIN_KEYS" in response.json()["detail"]
+
+    def test_admin_key_is_separate_from_api_keys(self, api):
+        client = api(api_keys=frozenset({"k"}), admin_keys=frozenset({"boss"}))
+        assert client.post("/v1/admin/reload", headers={"X-API-Key": "k"}).status_code == 403
+        assert client.post("/v1/admin/reload", headers={"X-API-Key": "boss"}).status_code == 200
+        # An admin key also works for the ordinary routes.
+        assert client.get("/v1/model", headers={"X-API-Key": "boss"}).status_code == 200
+
+
+class TestReload:
+    @pytest.fixture
+    def model_copy(self, model_dir, tmp_path):
+        copy = tmp_path / "served_model"
+        shutil.copytree(model_dir, copy)
+        return copy
+
+    @staticmethod
+    def _set_version(directory, version):
+        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+        meta["model_version"] = version
+        (directory / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+
+    def test_admin_reload_swaps_the_model(self, api, model_copy):
+        client = api(model_dir=model_copy, admin_keys=frozenset({"boss"}))
+        self._set_version(model_copy, "v-next")
+        response = client.post("/v1/admin/reload", headers={"X-API-Key": "boss"})
+        assert response.status_code == 200 and response.json()["reloaded"] is True
+        assert client.get("/v1/model").json()["model_version"] == "v-next"
+        assert client.post("/v1/tag", json={"comments": [{"text": "好"}]}).json()["model_version"] == "v-next"
+
+    def test_a_broken_model_is_refused_and_the_old_one_keeps_serving(self, api, model_copy, model):
+        client = api(model_dir=model_copy, admin_keys=frozenset({"boss"}))
+        (model_copy / "weights.safetensors").write_bytes(b"\x00" * 10)
+        response = client.post("/v1/admin/reload", headers={"X-API-Key": "boss"})
+        assert response.status_code == 409
+        assert "weights" in response.json()["error"]
+        tagged = client.post("/v1/tag", json={"comments": [{"text": "等了很久没人回"}]})
+        assert tagged.status_code == 200 and tagged.json()["model_version"] == model.meta_["model_version"]
+        assert "kesheng_model_reloads_total{outcome=\"failed\"} 1.0" in client.get("/metrics").text
+
+    def test_watching_the_directory_picks_up_a_new_version(self, api, model_copy):
+        client = api(model_dir=model_copy, reload_check_seconds=0.05)
+        self._set_version(model_copy, "v-watched")
+        deadline = time.monotonic() + 10
+        while client.get("/v1/ready").json()["model_version"] != "v-watched":
+            assert time.monotonic() < deadline, "the watcher did not reload"
+            time.sleep(0.05)
+
+
+class TestFeedback:
+    def test_corrections_are_stored_with_the_judged_taxonomy(self, api, tmp_path, model):
+        client = api()
+        body = {"id": "T-9", "text": "等了很久", "tags": ["slow_response"], "sentiment": "negative", "annotator": "a1"}
+        response = client.post("/v1/feedback", json=body)
+        assert response.status_code == 201
+        assert response.json()["feedback_id"] == 1
+        client.post("/v1/feedback", json={"text": "其他问题", "tags": []})
+        with FeedbackStore(tmp_path / "feedback.sqlite3") as store:
+            first, second = list(store.records())
+        assert (first.comment_id, first.text, first.tags, first.sentiment) == ("T-9", "等了很久", ("slow_response",), "negative")
+        assert first.judged_tags == model.taxonomy_.names
+        assert first.label("slow_response") == 1 and first.label("attitude") == 0 and first.label("billing") == -1
+        assert second.sentiment is None and second.tags == ()
+
+    @pytest.mark.parametrize(
+        "body, loc, words",
+        [
+            ({"text": "好", "tags": ["billing"]}, "tags[0]", "unknown tag 'billing'"),
+            ({"text": "好", "tags": ["attitude", "attitude"]}, "tags", "repeated"),
+            ({"text": "", "tags": []}, "text", "at least 1"),
+            ({"text": "好", "tags": [], "sentiment": "angry"}, "sentiment", "negative"),
+            ({"text": "好"}, "tags", "required"),
+            ({"text": "好", "tags": [], "labels": []}, "labels", "Extra inputs"),
+        ],
+    )
+    def test_bad_feedback_is_refused_and_nothing_is_stored(self, api, tmp_path, body, loc, words):
+        response = api().post("/v1/feedback", json=body)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["loc"] == loc and words in response.json()["errors"][0]["msg"]
+        with FeedbackStore(tmp_path / "feedback.sqlite3") as store:
+            assert len(store) == 0
+
+
+def test_metrics_count_requests_tags_and_sentiments(api, model):
+    client = api()
+    client.post("/v1/tag", json={"comments": [{"text": t} for t in TEXTS]})
+    client.post("/v1/tag", json={"comments": []})
+    text = client.get("/metrics").text
+    assert 'kesheng_http_requests_total{method="POST",route="/v1/tag",status="200"} 1.0' in text
+    assert 'kesheng_http_requests_total{method="POST",route="/v1/tag",status="422"} 1.0' in text
+    assert "kesheng_http_request_seconds_bucket" in text
+    assert f"kesheng_comments_tagged_total {float(len(TEXTS))}" in text
+    predictions = model.predict(TEXTS)
+    for tag in model.taxonomy_.names:
+        count = sum(tag in p.tags for p in predictions)
+        if count:
+            assert f'kesheng_tags_assigned_total{{tag="{tag}"}} {float(count)}' in text
+    negatives = sum(p.sentiment == "negative" for p in predictions)
+    assert f'kesheng_sentiments_total{{sentiment="negative"}} {float(negatives)}' in text
+
+
+def test_request_ids_are_echoed_or_made(api):
+    client = api()
+    assert client.get("/v1/health", headers={"X-Request-ID": "ticket-42"}).headers["x-request-id"] == "ticket-42"
+    made = client.get("/v1/health", headers={"X-Request-ID": "bad id\twith tab"}).headers["x-request-id"]
+    assert made != "bad id\twith tab" and len(made) == 32
+
+
+def test_log_lines_are_json_with_the_request_fields():
+    import logging
+
+    record = logging.LogRecord("kesheng.access", logging.INFO, __file__, 1, "request", (), None)
+    record.fields = {"path": "/v1/tag", "status": 200, "ms": 1.5}
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["msg"] == "request" and entry["path"] == "/v1/tag" and entry["status"] == 200
+
+
+class TestSettings:
+    def test_read_from_environment(self, tmp_path):
+        settings = Settings.from_env(
+            {"KESHENG_MODEL": str(tmp_path), "KESHENG_API_KEYS": " a, b ,", "KESHENG_MAX_COMMENTS": "10"}
+        )
+        assert settings.model_dir == tmp_path and settings.api_keys == {"a", "b"} and settings.max_comments == 10
+
+    def test_bad_values_name_the_variable(self):
+        with pytest.raises(SettingsError, match="KESHENG_MAX_COMMENTS"):
+            Settings.from_env({"KESHENG_MAX_COMMENTS": "many"})
+        with pytest.raises(SettingsError, match="KESHENG_LOG_LEVEL"):
+            Settings.from_env({"KESHENG_LOG_LEVEL": "loud"})
+
+
+def test_a_missing_model_fails_at_startup(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from models import ModelLoadError
+    from serve.app import create_app
+
+    app = create_app(Settings(model_dir=tmp_path / "absent", feedback_db=tmp_path / "f.sqlite3"))
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        with TestClient(app):
+            pass
+
+
+def test_served_predictions_equal_a_fresh_load(api, model_dir):
+    # The served object is the model directory's model, not some other state.
+    text = "快递三天了还没到，客服一直推脱"
+    served = api().post("/v1/tag", json={"comments": [{"text": text}]}).json()["results"][0]
+    assert served == json.loads(json.dumps(load_model(model_dir).predict([text])[0].to_dict(None), ensure_ascii=False))
