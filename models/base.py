@@ -4,6 +4,7 @@ A model directory is self-describing:
     meta.json            format version, model type, model version, library versions, configs
     labels.json          taxonomy (names, Chinese names), per-tag thresholds, sentiment order
     metrics.json         evaluation of this model on data it was not trained on
+    MODEL_CARD.md        the same facts for people: data, config, per-tag quality
     weights.safetensors  arrays (no pickles anywhere: loading never runs code from the folder)
     ...                  model-type specific files (vocabulary, tokenizer, ...)
 """
@@ -23,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
+from models.card import CARD_FILE, render_card
 from models.prediction import Prediction
 from models.schema import SENTIMENTS, Taxonomy
 
@@ -155,9 +157,11 @@ class TagClassifier(ABC):
             )
             meta = dict(self.meta_)
             meta.update(format_version=FORMAT_VERSION, model_type=self.model_type)
+            meta.setdefault("trained_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
             meta["model_version"] = meta.get("model_version") or self._version_from(staging)
             (staging / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
             self.meta_ = meta
+            (staging / CARD_FILE).write_text(render_card(self), encoding="utf-8")
             if target.exists():
                 backup = target.with_name(f".{target.name}.old")
                 shutil.rmtree(backup, ignore_errors=True)

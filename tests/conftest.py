@@ -1,10 +1,16 @@
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from training.config import TrainConfig
 from training.train import train
+
+# Tests never see a developer's promoted model or $KESHENG_MODEL: "the default model" is the bundled one.
+os.environ.pop("KESHENG_MODEL", None)
+os.environ["KESHENG_REGISTRY"] = tempfile.mkdtemp(prefix="kesheng-test-registry-")
 
 TAGS = ("slow_response", "unresolved", "attitude", "opacity")
 

@@ -70,20 +70,35 @@ def test_existing_output_is_not_overwritten(model_dir, tmp_path):
     assert run("tag", "--model", model_dir, "-i", source, "-o", out, "--overwrite").exit_code == 0
 
 
-def test_broken_jsonl_names_the_line_and_writes_nothing(model_dir, tmp_path):
+def test_broken_jsonl_with_strict_names_the_line_and_writes_nothing(model_dir, tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text('{"text": "好"}\n{"text": \n', encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    result = run("tag", "--model", model_dir, "-i", source, "-o", out)
+    result = run("tag", "--model", model_dir, "-i", source, "-o", out, "--strict")
     assert result.exit_code == 2 and "line 2 is not valid JSON" in result.output
     assert not out.exists() and not list(tmp_path.glob(".out.jsonl.*"))
 
 
-def test_non_utf8_input_is_a_clear_error(model_dir, tmp_path):
+def test_broken_jsonl_line_is_kept_and_marked_by_default(model_dir, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "好"}\n{"text": \n{"text": "等太久了"}\n', encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    result = run("tag", "--model", model_dir, "-i", source, "-o", out)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(l) for l in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in rows] == [0, 1, 2]
+    assert "line 2 is not valid JSON" in rows[1]["notes"][0] and '{"text": ' in rows[1]["notes"][0]
+    assert "1 rows with 'malformed row' kept and marked" in result.output
+
+
+def test_gb18030_input_is_detected_and_named(model_dir, tmp_path):
     source = tmp_path / "in.csv"
     source.write_bytes("text\n等太久了\n".encode("gb18030"))
-    result = run("tag", "--model", model_dir, "-i", source, "-o", tmp_path / "o.csv")
-    assert result.exit_code == 2 and "not UTF-8" in result.output
+    out = tmp_path / "o.csv"
+    result = run("tag", "--model", model_dir, "-i", source, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "as GB18030" in result.output
+    assert "等太久了" in out.read_text(encoding="utf-8")
 
 
 def test_corrupt_model_is_a_clear_error(model_dir, tmp_path):

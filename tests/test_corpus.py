@@ -70,7 +70,7 @@ def test_label_file_problems_are_all_listed(tmp_path):
     with pytest.raises(DataValidationError) as err:
         read_label_file(write(tmp_path / "l.jsonl", rows))
     message = str(err.value)
-    for expected in ("duplicate id", "unknown field", "'billing'", "sentiment not in", "split not in", "tag 'attitude' missing or not 0/1"):
+    for expected in ("duplicate id", "not in the taxonomy", "'billing'", "sentiment not in", "split not in", "tag 'attitude' not 0/1"):
         assert expected in message
 
 

@@ -8,8 +8,10 @@ from importlib import resources
 from pathlib import Path
 
 from models.baseline import BaselineParams
+from models.schema import DEFAULT_TAXONOMY, Taxonomy
+from models.transformer import TransformerParams
 
-__all__ = ["ColumnMap", "TrainConfig", "bundled_config", "bundled_seed_corpus"]
+__all__ = ["ColumnMap", "LabelSource", "TrainConfig", "bundled_config", "bundled_seed_corpus"]
 
 
 def bundled_config() -> str:
@@ -31,6 +33,22 @@ class ColumnMap:
     group: str | None = None  # column naming each row's origin for per-group metrics; default: "source" if present, else the file name
 
 
+LABEL_SOURCE_KINDS = ("feedback", "label_studio", "argilla")
+
+
+@dataclass
+class LabelSource:
+    kind: str  # feedback (the API's SQLite store), label_studio (JSON export) or argilla (JSON/JSONL export)
+    path: str  # the store or export file
+    text_field: str = "text"  # Label Studio data key / Argilla field holding the comment
+    tags_field: str = "tags"  # Label Studio choices control / Argilla question with the tags
+    sentiment_field: str = "sentiment"  # Label Studio choices control / Argilla question with the sentiment
+
+    def __post_init__(self):
+        if self.kind not in LABEL_SOURCE_KINDS:
+            raise ValueError(f"label source kind {self.kind!r} is not one of {list(LABEL_SOURCE_KINDS)}")
+
+
 @dataclass
 class TrainConfig:
     train_files: list[str] = field(default_factory=lambda: [bundled_seed_corpus()])  # JSONL/CSV labeled data
@@ -41,18 +59,25 @@ class TrainConfig:
     weak_rows: int = 0  # unlabeled corpus comments added with weak labels (needs corpus_labels); 0 = off
     weak_weight: float = 0.1  # each weak row's weight relative to a hand label
     weak_tags: bool = False  # also train tags on weak labels (off: on dev they helped sentiment only)
+    taxonomy: str | None = None  # taxonomy file (tags, Chinese names, renames); None: the bundled four tags
+    label_sources: list[LabelSource] = field(default_factory=list)  # more training labels: feedback store, Label Studio / Argilla exports
     columns: ColumnMap = field(default_factory=ColumnMap)  # how the files name their columns
-    model_type: str = "tfidf-linear"  # which classifier to train
+    model_type: str = "tfidf-linear"  # which classifier to train: tfidf-linear or transformer
     baseline: BaselineParams = field(default_factory=BaselineParams)  # tfidf-linear hyperparameters
+    transformer: TransformerParams = field(default_factory=TransformerParams)  # transformer hyperparameters (base encoder, fine-tuning, runtime)
     seed: int = 13  # fixes every split and solver; same data + config = same model
     test_fraction: float = 0.2  # share held out for metrics when no test_file is given
     dev_fraction: float = 0.2  # share of the rest held out for thresholds when no dev_file is given
-    refit_with_dev: bool = True  # after tuning thresholds, refit on train+dev so no label is wasted
+    refit_with_dev: bool = True  # after tuning thresholds, refit on train+dev so no label is wasted (tfidf-linear only: the transformer's dev split picks its epoch)
     min_positives_for_threshold: int = 5  # fewer dev positives than this: keep threshold 0.5
     threshold_bounds: tuple[float, float] = (0.1, 0.9)  # tuned thresholds are clipped to this range
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def load_taxonomy(self) -> Taxonomy:
+        """The tag set this training run uses (checked: names unique, renames consistent)."""
+        return Taxonomy.from_file(self.taxonomy) if self.taxonomy else DEFAULT_TAXONOMY
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
@@ -65,6 +90,10 @@ class TrainConfig:
             data["columns"] = ColumnMap(**data["columns"])
         if "baseline" in data:
             data["baseline"] = BaselineParams.from_dict(data["baseline"])
+        if "transformer" in data:
+            data["transformer"] = TransformerParams.from_dict(data["transformer"])
+        if "label_sources" in data:
+            data["label_sources"] = [LabelSource(**item) for item in data["label_sources"]]
         if "threshold_bounds" in data:
             data["threshold_bounds"] = tuple(data["threshold_bounds"])
         return cls(**data)
@@ -83,4 +112,7 @@ class TrainConfig:
         config.corpus_labels = [resolve(p) for p in config.corpus_labels]
         config.dev_file = resolve(config.dev_file) if config.dev_file else None
         config.test_file = resolve(config.test_file) if config.test_file else None
+        config.taxonomy = resolve(config.taxonomy) if config.taxonomy else None
+        for source in config.label_sources:
+            source.path = resolve(source.path)
         return config

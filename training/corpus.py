@@ -12,14 +12,29 @@ from __future__ import annotations
 import csv
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
 from training.data import DataValidationError, LabeledSet, Problems
 
-__all__ = ["CORPUS_ENV", "CorpusError", "SOURCES", "SPLITS", "load_corpus_labels", "load_corpus_splits", "read_corpus", "read_label_file", "resolve_corpus_dir", "source_of"]
+__all__ = [
+    "CORPUS_ENV",
+    "CorpusError",
+    "LabelConflict",
+    "SOURCES",
+    "SPLITS",
+    "load_corpus_labels",
+    "load_corpus_splits",
+    "merge_label_rows",
+    "read_corpus",
+    "read_label_file",
+    "resolve_corpus_dir",
+    "source_of",
+]
 
 SPLITS = ("train", "dev", "test")
 # Fields a label file may carry besides the tags and the sentiment.
@@ -90,37 +105,61 @@ def read_corpus(corpus_dir: str | os.PathLike | None, sources: list[str] | None 
 
 
 def read_label_file(path: str | os.PathLike, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> list[dict]:
-    """Validated rows of a label file keyed by corpus id (no texts): every problem listed."""
+    """Validated rows of a label file keyed by corpus id (no texts): every problem listed.
+
+    A row labels any subset of the taxonomy's tags (a missing tag is unknown, -1) and may omit
+    the sentiment (None); old tag names map through the taxonomy's `renamed`, retired tags are
+    dropped, and any other field is an error. Rows come back with every current tag filled in.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataValidationError(f"{path}: no such label file")
     problems = Problems(str(path))
     rows: list[dict] = []
     seen: dict[str, int] = {}
-    allowed = LABEL_EXTRA_FIELDS | set(taxonomy.names)
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                raw = json.loads(line)
             except json.JSONDecodeError as exc:
                 problems.add("not valid JSON", f"line {number} ({exc.msg})")
                 continue
-            if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+            if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
                 problems.add("not an object with a string 'id'", f"line {number}")
                 continue
-            where = f"line {number} (id {row['id']})"
-            unknown = sorted(set(row) - allowed)
+            where = f"line {number} (id {raw['id']})"
+            row = {"id": raw["id"], "sentiment": raw.get("sentiment"), **{name: -1 for name in taxonomy.names}}
+            if "split" in raw:
+                row["split"] = raw["split"]
+            labeled = row["sentiment"] is not None
+            unknown = sorted(k for k in raw if k not in LABEL_EXTRA_FIELDS and not taxonomy.is_label_name(k))
             if unknown:
-                problems.add(f"unknown field (tags are {list(taxonomy.names)})", f"{where}: {unknown}")
-            for name in taxonomy.names:
-                if row.get(name) not in (0, 1):
-                    problems.add(f"tag {name!r} missing or not 0/1", f"{where}: {row.get(name)!r}")
-            if row.get("sentiment") not in SENTIMENTS:
-                problems.add(f"sentiment not in {list(SENTIMENTS)}", f"{where}: {row.get('sentiment')!r}")
+                problems.add(
+                    f"label names not in the taxonomy {list(taxonomy.names)} (add them as tags, or map them under "
+                    "\"renamed\" or \"retired\")",
+                    f"{where}: {unknown}",
+                )
+            for key, value in raw.items():
+                if key in LABEL_EXTRA_FIELDS or not taxonomy.is_label_name(key):
+                    continue
+                name = taxonomy.label_name(key)
+                if name is None:
+                    continue
+                if value not in (0, 1, None):
+                    problems.add(f"tag {key!r} not 0/1 (null = not labeled)", f"{where}: {value!r}")
+                elif value is not None:
+                    if row[name] not in (-1, value):
+                        problems.add("a tag is given twice (old and new name) with different values", f"{where}: {name}")
+                    row[name] = value
+                    labeled = True
+            if row["sentiment"] is not None and row["sentiment"] not in SENTIMENTS:
+                problems.add(f"sentiment not in {list(SENTIMENTS)} (null = not labeled)", f"{where}: {row['sentiment']!r}")
             if "split" in row and row["split"] not in SPLITS:
                 problems.add(f"split not in {list(SPLITS)}", f"{where}: {row['split']!r}")
+            if not labeled:
+                problems.add("no labels (no tag and no sentiment)", where)
             if row["id"] in seen:
                 problems.add("duplicate id", f"{where} repeats line {seen[row['id']]}")
             else:
@@ -133,13 +172,69 @@ def read_label_file(path: str | os.PathLike, taxonomy: Taxonomy = DEFAULT_TAXONO
     return rows
 
 
+@dataclass(frozen=True)
+class LabelConflict:
+    """Two label sources disagree on one field of one comment; the field is left unlabeled."""
+
+    id: str
+    field: str  # a tag name or "sentiment"
+    values: tuple  # the differing values, in source order
+    sources: tuple[str, ...]
+
+    def describe(self) -> str:
+        given = ", ".join(f"{v!r} in {s}" for v, s in zip(self.values, self.sources))
+        return f"{self.id}: {self.field} = {given}"
+
+
+def merge_label_rows(files: dict[str, list[dict]], taxonomy: Taxonomy) -> tuple[list[dict], list[LabelConflict]]:
+    """Rows of several label files joined by id: each field labeled in any file is kept.
+
+    Two files labeling the same field of the same comment differently is a conflict: reported,
+    and the field becomes unlabeled rather than taking a side. Different splits for one id
+    would leak test comments into training, so that is an error.
+    """
+    merged: dict[str, dict] = {}
+    origin: dict[tuple[str, str], str] = {}
+    conflicts: list[LabelConflict] = []
+    problems = Problems("label files " + ", ".join(files))
+    for source, rows in files.items():
+        for row in rows:
+            current = merged.get(row["id"])
+            if current is None:
+                merged[row["id"]] = dict(row)
+                for field in (*taxonomy.names, "sentiment"):
+                    if row[field] not in (-1, None):
+                        origin[(row["id"], field)] = source
+                continue
+            if "split" in row:
+                if "split" in current and current["split"] != row["split"]:
+                    problems.add("one id in two splits", f"{row['id']}: {current['split']} and {row['split']}")
+                current["split"] = row["split"]
+            for field in (*taxonomy.names, "sentiment"):
+                unknown = -1 if field != "sentiment" else None
+                new, old = row[field], current[field]
+                if new == unknown or new == old:
+                    continue
+                if old == unknown and (row["id"], field) not in origin:
+                    current[field] = new
+                    origin[(row["id"], field)] = source
+                else:
+                    first = origin.get((row["id"], field), "?")
+                    previous = old if old != unknown else "(conflict)"
+                    conflicts.append(LabelConflict(row["id"], field, (previous, new), (first, source)))
+                    current[field] = unknown
+    if problems.rows:
+        raise DataValidationError(problems.message())
+    return list(merged.values()), conflicts
+
+
 def load_corpus_labels(
-    label_path: str | os.PathLike,
+    label_path: str | os.PathLike | Sequence[str | os.PathLike],
     corpus_dir: str | os.PathLike | None,
     taxonomy: Taxonomy = DEFAULT_TAXONOMY,
     split: str | None = None,
 ) -> LabeledSet:
-    """Join a label file (ids + labels) with the corpus texts; `split` keeps one split only.
+    """Join label file(s) (ids + labels) with the corpus texts; `split` keeps one split only.
 
     Rows without a split are training rows. Every id must resolve to a non-empty text.
     """
@@ -152,24 +247,32 @@ def load_corpus_labels(
 
 
 def load_corpus_splits(
-    label_path: str | os.PathLike, corpus_dir: str | os.PathLike | None, taxonomy: Taxonomy = DEFAULT_TAXONOMY
+    label_paths: str | os.PathLike | Sequence[str | os.PathLike],
+    corpus_dir: str | os.PathLike | None,
+    taxonomy: Taxonomy = DEFAULT_TAXONOMY,
 ) -> dict[str, LabeledSet]:
-    """{train, dev, test} -> rows of one label file, reading the file and the corpus once."""
-    data, splits = _join_corpus(label_path, corpus_dir, taxonomy)
+    """{train, dev, test} -> rows of the label file(s), joined by id, reading the corpus once.
+
+    Conflicts between files are in each split's warnings (and the fields left unlabeled).
+    """
+    data, splits = _join_corpus(label_paths, corpus_dir, taxonomy)
     return {name: data.subset([i for i, s in enumerate(splits) if s == name]) for name in SPLITS}
 
 
 def _join_corpus(
-    label_path: str | os.PathLike, corpus_dir: str | os.PathLike | None, taxonomy: Taxonomy
+    label_paths: str | os.PathLike | Sequence[str | os.PathLike], corpus_dir: str | os.PathLike | None, taxonomy: Taxonomy
 ) -> tuple[LabeledSet, list[str]]:
-    """All rows of a label file with their texts, and each row's split."""
-    rows = read_label_file(label_path, taxonomy)
+    """All rows of the label file(s) with their texts, and each row's split."""
+    paths = [label_paths] if isinstance(label_paths, (str, os.PathLike)) else list(label_paths)
+    files = {str(p): read_label_file(p, taxonomy) for p in paths}
+    rows, conflicts = merge_label_rows(files, taxonomy)
+    label_path = ", ".join(files)
     sources = sorted({source_of(r["id"]) for r in rows})
     unknown_sources = [s for s in sources if s not in SOURCES]
     if unknown_sources:
         raise DataValidationError(f"{label_path}: ids from unknown sources {unknown_sources}; known: {sorted(SOURCES)}")
     texts = read_corpus(corpus_dir, sources)
-    problems = Problems(str(label_path))
+    problems = Problems(label_path)
     for row in rows:
         text = texts.get(row["id"])
         if text is None:
@@ -178,13 +281,14 @@ def _join_corpus(
             problems.add("id has an empty text in the corpus", row["id"])
     if problems.rows:
         raise DataValidationError(problems.message())
+    warnings = [f"conflicting labels, left unlabeled: {c.describe()}" for c in conflicts]
     data = LabeledSet(
         ids=[r["id"] for r in rows],
         texts=[texts[r["id"]] for r in rows],
         tags=np.array([[r[name] for name in taxonomy.names] for r in rows], dtype=np.int8).reshape(len(rows), len(taxonomy.names)),
         sentiments=[r["sentiment"] for r in rows],
         taxonomy=taxonomy,
-        warnings=[],
+        warnings=warnings,
         sources=[source_of(r["id"]) for r in rows],
     )
     return data, [r.get("split", "train") for r in rows]

@@ -35,8 +35,8 @@ class DataValidationError(ValueError):
 class LabeledSet:
     ids: list[str]
     texts: list[str]
-    tags: np.ndarray  # (n, n_tags) int8 in taxonomy order
-    sentiments: list[str]
+    tags: np.ndarray  # (n, n_tags) int8 in taxonomy order: 1, 0, or -1 = not labeled (partial labels)
+    sentiments: list[str | None]  # None = sentiment not labeled
     taxonomy: Taxonomy
     warnings: list[str]
     sources: list[str] | None = None  # where each row comes from (stc3, waimai, seed...), for per-source metrics
@@ -139,23 +139,31 @@ def load_labeled(
     available = list(rows[0].keys())
     if columns.text not in available:
         raise DataValidationError(f"{path}: text column {columns.text!r} not found; columns are {available}")
-    if columns.sentiment not in available:
-        raise DataValidationError(f"{path}: sentiment column {columns.sentiment!r} not found; columns are {available}")
     if columns.group is not None and columns.group not in available:
         raise DataValidationError(f"{path}: group column {columns.group!r} not found; columns are {available}")
-    per_tag = all(name in available for name in taxonomy.names)
-    if not per_tag and columns.tags not in available:
-        missing = [n for n in taxonomy.names if n not in available]
+    # A tag column may be a current tag, an old name (renamed) or a retired tag; tags without a
+    # column are unknown (-1) for this file: a file labeling one new tag is a valid source.
+    tag_columns = {c: taxonomy.label_name(c) for c in available if taxonomy.is_label_name(c)}
+    tag_columns = {c: name for c, name in tag_columns.items() if name is not None}
+    reserved = {columns.text, columns.id, columns.sentiment, columns.tags, columns.group, "split", "source"}
+    orphans = [c for c in available if c not in reserved and not taxonomy.is_label_name(c) and _looks_like_labels(rows, c)]
+    if orphans:
         raise DataValidationError(
-            f"{path}: no tag labels: need a 0/1 column for each of {list(taxonomy.names)} "
-            f"(missing {missing}) or a list column {columns.tags!r}; columns are {available}"
+            f"{path}: columns {orphans} hold 0/1 labels but the taxonomy has no such tag (tags: {list(taxonomy.names)}); "
+            "add them to the taxonomy, map them under \"renamed\", or list them under \"retired\" to drop them"
         )
+    per_tag = bool(tag_columns)
+    if not per_tag and columns.tags not in available:
+        raise DataValidationError(
+            f"{path}: no tag labels: need 0/1 columns named after tags of {list(taxonomy.names)} "
+            f"or a list column {columns.tags!r}; columns are {available}"
+        )
+    has_sentiment = columns.sentiment in available
     problems = Problems(str(path))
     ids: list[str] = []
     texts: list[str] = []
-    tags = np.zeros((len(rows), len(taxonomy.names)), dtype=np.int8)
-    sentiments: list[str] = []
-    known = set(taxonomy.names)
+    tags = np.full((len(rows), len(taxonomy.names)), -1 if per_tag else 0, dtype=np.int8)
+    sentiments: list[str | None] = []
     for n, row in enumerate(rows):
         raw_id = row.get(columns.id)
         row_id = str(raw_id) if raw_id not in (None, "") else f"row-{n + 1}"
@@ -166,17 +174,23 @@ def load_labeled(
             problems.add(f"missing or empty text in column {columns.text!r}", where)
             text = ""
         texts.append(text)
-        sentiment = row.get(columns.sentiment)
-        if sentiment not in SENTIMENTS:
-            problems.add(f"sentiment not in {list(SENTIMENTS)}", f"{where}: {sentiment!r}")
-        sentiments.append(sentiment if sentiment in SENTIMENTS else "neutral")
+        sentiment = row.get(columns.sentiment) if has_sentiment else None
+        if sentiment in (None, ""):
+            sentiment = None
+        elif sentiment not in SENTIMENTS:
+            problems.add(f"sentiment not in {list(SENTIMENTS)} (empty = not labeled)", f"{where}: {sentiment!r}")
+            sentiment = None
+        sentiments.append(sentiment)
         if per_tag:
-            for j, name in enumerate(taxonomy.names):
-                value = row.get(name)
+            for column, name in tag_columns.items():
+                value = row.get(column)
+                j = taxonomy.names.index(name)
                 if value in _TRUE:
                     tags[n, j] = 1
-                elif value not in _FALSE:
-                    problems.add(f"tag {name!r} is not 0/1", f"{where}: {value!r}")
+                elif value in _FALSE:
+                    tags[n, j] = max(tags[n, j], 0)
+                elif value not in (None, ""):
+                    problems.add(f"tag {column!r} is not 0/1 (empty = not labeled)", f"{where}: {value!r}")
         else:
             value = row.get(columns.tags)
             if isinstance(value, str):
@@ -184,11 +198,11 @@ def load_labeled(
             if not isinstance(value, list):
                 problems.add(f"column {columns.tags!r} is not a list of tag names", f"{where}: {value!r}")
                 continue
-            for name in value:
-                name = str(name).strip()
-                if name not in known:
-                    problems.add(f"unknown tag (known: {sorted(known)})", f"{where}: {name!r}")
-                else:
+            for label in value:
+                label = str(label).strip()
+                if not taxonomy.is_label_name(label):
+                    problems.add(f"unknown tag (the taxonomy's tags: {list(taxonomy.names)})", f"{where}: {label!r}")
+                elif (name := taxonomy.label_name(label)) is not None:
                     tags[n, taxonomy.names.index(name)] = 1
     seen: dict[str, int] = {}
     for n, row_id in enumerate(ids):
@@ -205,7 +219,7 @@ def load_labeled(
         if len(members) < 2:
             continue
         first = members[0]
-        conflict = [m for m in members[1:] if (tags[m] != tags[first]).any() or sentiments[m] != sentiments[first]]
+        conflict = [m for m in members[1:] if _disagree(tags[m], tags[first], sentiments[m], sentiments[first])]
         pairs = f"ids {[ids[m] for m in members][:SHOW_ROWS]}"
         if conflict:
             problems.add("same text, different labels", pairs)
@@ -216,6 +230,17 @@ def load_labeled(
     group = columns.group or "source"
     sources = [str(row.get(group) or path.stem) for row in rows]
     return LabeledSet(ids, texts, tags, sentiments, taxonomy, warnings, sources)
+
+
+def _disagree(tags_a: np.ndarray, tags_b: np.ndarray, sentiment_a: str | None, sentiment_b: str | None) -> bool:
+    """Both rows labeled a field, differently (an unlabeled field never conflicts)."""
+    tags_conflict = bool(((tags_a != tags_b) & (tags_a >= 0) & (tags_b >= 0)).any())
+    return tags_conflict or (sentiment_a is not None and sentiment_b is not None and sentiment_a != sentiment_b)
+
+
+def _looks_like_labels(rows: list[dict], column: str) -> bool:
+    values = {row.get(column) for row in rows}
+    return bool(values) and values <= (_TRUE | _FALSE | {None, ""}) and bool(values & {1, "1", True})
 
 
 def group_split(data: LabeledSet, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -233,7 +258,7 @@ def group_split(data: LabeledSet, fraction: float, seed: int) -> tuple[list[int]
     strata: dict[tuple, list[list[int]]] = defaultdict(list)
     for members in groups.values():
         first = members[0]
-        strata[(tuple(data.tags[first].tolist()), data.sentiments[first])].append(members)
+        strata[(tuple(data.tags[first].tolist()), data.sentiments[first] or "")].append(members)
     rng = random.Random(seed)
     rest: list[int] = []
     held: list[int] = []

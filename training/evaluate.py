@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import replace
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -10,7 +11,7 @@ from models import Prediction, TagClassifier
 from models.schema import SENTIMENTS, Taxonomy
 from training.data import LabeledSet
 
-__all__ = ["choose_thresholds", "evaluate", "evaluate_predictions", "format_metrics"]
+__all__ = ["choose_thresholds", "dev_score", "evaluate", "evaluate_predictions", "format_metrics"]
 
 
 def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
@@ -30,21 +31,35 @@ def _binary(truth: np.ndarray, predicted: np.ndarray) -> dict:
 
 
 def evaluate_predictions(data: LabeledSet, predictions: Sequence[Prediction], groups: Sequence[str] | None = None) -> dict:
-    """Per-tag P/R/F1, macro/micro F1, 'other' (no tag), sentiment accuracy/macro-F1/confusion."""
+    """Per-tag P/R/F1, macro/micro F1, 'other' (no tag), sentiment accuracy/macro-F1/confusion.
+
+    Partial labels: a tag is scored on the rows that label it (-1 rows are left out, and the
+    per-tag `n` says how many remain); macro-F1 averages the tags whose F1 is defined there;
+    'other' needs every tag labeled; sentiment is scored where it is labeled.
+    """
     if len(predictions) != len(data):
         raise ValueError(f"{len(predictions)} predictions for {len(data)} rows")
     names = data.taxonomy.names
     predicted = np.array([[int(n in p.tags) for n in names] for p in predictions], dtype=np.int8).reshape(len(data), len(names))
-    per_tag = {name: _binary(data.tags[:, j], predicted[:, j]) for j, name in enumerate(names)}
-    tp = sum(m["tp"] for m in per_tag.values())
-    fp = sum(m["fp"] for m in per_tag.values())
-    fn = sum(m["fn"] for m in per_tag.values())
-    other = _binary((data.tags.sum(axis=1) == 0).astype(np.int8), (predicted.sum(axis=1) == 0).astype(np.int8))
-    truth_s = [SENTIMENTS.index(s) for s in data.sentiments]
-    pred_s = [SENTIMENTS.index(p.sentiment) for p in predictions]
+    per_tag = {}
+    for j, name in enumerate(names):
+        known = data.tags[:, j] >= 0
+        per_tag[name] = _binary(data.tags[known, j], predicted[known, j]) | {"n": int(known.sum())}
+    scored = {name: m for name, m in per_tag.items() if m["n"] > 0}
+    # F1 is undefined for a tag with no positives and no predicted positives (e.g. a rare tag in
+    # one source): such a tag is left out of the macro average rather than counted as 0.
+    defined = {name: m for name, m in scored.items() if m["support"] or m["fp"]}
+    tp = sum(m["tp"] for m in scored.values())
+    fp = sum(m["fp"] for m in scored.values())
+    fn = sum(m["fn"] for m in scored.values())
+    complete = (data.tags >= 0).all(axis=1)
+    other = _binary(
+        (data.tags[complete].sum(axis=1) == 0).astype(np.int8), (predicted[complete].sum(axis=1) == 0).astype(np.int8)
+    )
+    labeled_s = [i for i, s in enumerate(data.sentiments) if s is not None]
     confusion = np.zeros((len(SENTIMENTS), len(SENTIMENTS)), dtype=int)
-    for t, p in zip(truth_s, pred_s):
-        confusion[t, p] += 1
+    for i in labeled_s:
+        confusion[SENTIMENTS.index(data.sentiments[i]), SENTIMENTS.index(predictions[i].sentiment)] += 1
     per_sentiment = {}
     for k, s in enumerate(SENTIMENTS):
         pk, rk, fk = _prf(int(confusion[k, k]), int(confusion[:, k].sum() - confusion[k, k]), int(confusion[k, :].sum() - confusion[k, k]))
@@ -52,11 +67,12 @@ def evaluate_predictions(data: LabeledSet, predictions: Sequence[Prediction], gr
     metrics = {
         "n": len(data),
         "tags": per_tag,
-        "macro_f1": float(np.mean([m["f1"] for m in per_tag.values()])),
+        "macro_f1": float(np.mean([m["f1"] for m in defined.values()])) if defined else 0.0,
         "micro_f1": _prf(tp, fp, fn)[2],
         "other": other,
         "sentiment": {
-            "accuracy": float(np.trace(confusion) / max(len(data), 1)),
+            "n": len(labeled_s),
+            "accuracy": float(np.trace(confusion) / max(len(labeled_s), 1)),
             "macro_f1": float(np.mean([m["f1"] for m in per_sentiment.values()])),
             "per_class": per_sentiment,
             "confusion": {"labels": list(SENTIMENTS), "rows_true_cols_predicted": confusion.tolist()},
@@ -92,21 +108,45 @@ def choose_thresholds(
     thresholds = {}
     grid = np.round(np.arange(bounds[0], bounds[1] + 1e-9, 0.01), 2)
     for j, name in enumerate(taxonomy.names):
-        y = truth[:, j]
+        known = truth[:, j] >= 0
+        y = truth[known, j]
         if int(y.sum()) < min_positives:
             thresholds[name] = 0.5
             continue
-        scores = np.array([p.scores[name] for p in predictions])
+        scores = np.array([p.scores[name] for p in predictions])[known]
         best = max(grid, key=lambda t: (_binary(y, (scores >= t).astype(np.int8))["f1"], -abs(t - 0.5)))
         thresholds[name] = float(best)
     return thresholds
 
 
+def dev_score(
+    dev: LabeledSet, min_positives: int, bounds: tuple[float, float]
+) -> Callable[[TagClassifier], float]:
+    """A model-selection score on dev: mean of tag macro-F1 (per-tag thresholds tuned on dev, as
+    the pipeline will tune them) and sentiment macro-F1.
+
+    Both heads share one encoder, so an epoch is chosen for both; tags alone could pick an
+    epoch where sentiment has already degraded. Uses `predict` only.
+    """
+
+    def score(model: TagClassifier) -> float:
+        predictions = model.predict(dev.texts)
+        thresholds = choose_thresholds(dev.tags, predictions, dev.taxonomy, min_positives, bounds)
+        retagged = [replace(p, tags=[n for n in dev.taxonomy.names if p.scores[n] >= thresholds[n]]) for p in predictions]
+        metrics = evaluate_predictions(dev, retagged)
+        return (metrics["macro_f1"] + metrics["sentiment"]["macro_f1"]) / 2
+
+    return score
+
+
 def format_metrics(metrics: dict, taxonomy: Taxonomy) -> str:
-    lines = [f"{'tag':<16}{'zh':<8}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}"]
+    lines = [f"{'tag':<16}{'zh':<8}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}{'labeled':>9}"]
     for name in taxonomy.names:
         m = metrics["tags"][name]
-        lines.append(f"{name:<16}{taxonomy.zh(name):<8}{m['precision']:>10.3f}{m['recall']:>8.3f}{m['f1']:>8.3f}{m['support']:>9d}")
+        labeled = m.get("n", metrics["n"])
+        lines.append(
+            f"{name:<16}{taxonomy.zh(name):<8}{m['precision']:>10.3f}{m['recall']:>8.3f}{m['f1']:>8.3f}{m['support']:>9d}{labeled:>9d}"
+        )
     o = metrics["other"]
     lines.append(f"{'(other)':<16}{'其他':<8}{o['precision']:>10.3f}{o['recall']:>8.3f}{o['f1']:>8.3f}{o['support']:>9d}")
     lines.append(f"macro-F1 {metrics['macro_f1']:.3f}   micro-F1 {metrics['micro_f1']:.3f}   n={metrics['n']}")

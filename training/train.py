@@ -5,18 +5,18 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from models import TagClassifier
 from models.baseline import TfidfLinearClassifier
-from models.schema import DEFAULT_TAXONOMY, SENTIMENTS
+from models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
 from training.config import TrainConfig
 from training.corpus import SPLITS, load_corpus_splits, read_corpus
-from training.data import LabeledSet, group_split, load_labeled
-from training.evaluate import choose_thresholds, evaluate, evaluate_predictions
+from training.data import LabeledSet, dedupe_key, group_split, load_labeled
+from training.evaluate import choose_thresholds, dev_score, evaluate, evaluate_predictions
 from training.weak import WeakLabeler, polarity_votes
 
 __all__ = ["TrainResult", "train"]
@@ -31,28 +31,48 @@ class TrainResult:
     seconds: float
 
 
-def _build(config: TrainConfig) -> TfidfLinearClassifier:
-    if config.model_type != "tfidf-linear":
-        raise ValueError(f"unknown model_type {config.model_type!r}; available: ['tfidf-linear']")
-    return TfidfLinearClassifier(config.baseline, DEFAULT_TAXONOMY)
+MODEL_TYPE_NAMES = ("tfidf-linear", "transformer")
 
 
-def _fit(model: TfidfLinearClassifier, data: LabeledSet, weak: LabeledSet | None, weak_weight: float) -> TfidfLinearClassifier:
+def _build(config: TrainConfig, taxonomy: Taxonomy) -> TagClassifier:
+    if config.model_type == "tfidf-linear":
+        return TfidfLinearClassifier(config.baseline, taxonomy)
+    if config.model_type == "transformer":
+        from models.transformer import TransformerClassifier
+
+        return TransformerClassifier(replace(config.transformer, seed=config.seed), taxonomy)
+    raise ValueError(f"unknown model_type {config.model_type!r}; available: {list(MODEL_TYPE_NAMES)}")
+
+
+def _fit(
+    model: TagClassifier, data: LabeledSet, weak: LabeledSet | None, weak_weight: float, config: TrainConfig, dev: LabeledSet | None = None
+) -> TagClassifier:
     if weak is None or len(weak) == 0:
-        return model.fit(data.texts, data.tags, data.sentiments)
-    both = LabeledSet.concat([data, weak])
-    weights = np.concatenate([np.ones(len(data)), np.full(len(weak), weak_weight)])
-    return model.fit(both.texts, both.tags, both.sentiments, sample_weight=weights)
+        texts, tags, sentiments, weights = data.texts, data.tags, data.sentiments, None
+    else:
+        both = LabeledSet.concat([data, weak])
+        texts, tags, sentiments = both.texts, both.tags, both.sentiments
+        weights = np.concatenate([np.ones(len(data)), np.full(len(weak), weak_weight)])
+    if config.model_type == "transformer":
+        # Dev picks the epoch (early stopping) with the same threshold tuning the pipeline applies after.
+        eval_fn = dev_score(dev, config.min_positives_for_threshold, config.threshold_bounds) if dev is not None and len(dev) else None
+        return model.fit(texts, tags, sentiments, sample_weight=weights, eval_fn=eval_fn)
+    return model.fit(texts, tags, sentiments, sample_weight=weights)
 
 
-def _weak_rows(config: TrainConfig, hand_train: LabeledSet, labeled_ids: set[str]) -> LabeledSet | None:
+def _weak_rows(config: TrainConfig, hand_train: LabeledSet, labeled_ids: set[str], taxonomy: Taxonomy) -> LabeledSet | None:
     """Weakly labeled corpus comments; every hand-labeled id (any split) is excluded."""
     if config.weak_rows <= 0:
         return None
     if not config.corpus_labels:
         raise ValueError("weak_rows needs corpus_labels (LF precision is measured on their training split)")
     polarity = polarity_votes(config.corpus_dir)
-    labeler = WeakLabeler().fit(hand_train, polarity)
+    # The labeling functions are written for the four default tags; other tags stay unlabeled.
+    hand_default = LabeledSet(
+        hand_train.ids, hand_train.texts,
+        _project_tags(hand_train.tags, taxonomy, DEFAULT_TAXONOMY), hand_train.sentiments, DEFAULT_TAXONOMY, [],
+    )
+    labeler = WeakLabeler().fit(hand_default, polarity)
     corpus = read_corpus(config.corpus_dir)
     candidates = sorted(i for i, t in corpus.items() if i not in labeled_ids and t.strip())
     random.Random(config.seed).shuffle(candidates)
@@ -62,8 +82,42 @@ def _weak_rows(config: TrainConfig, hand_train: LabeledSet, labeled_ids: set[str
     # A sentiment no signal supports (all LFs silent, no corpus polarity) is left unlabeled.
     sentiments = [SENTIMENTS[k] if p.max() > 0.5 else None for k, p in zip(sentiment_probs.argmax(axis=1), sentiment_probs)]
     log.info("weak supervision: %d corpus comments, LF precision measured on %d hand labels", len(ids), len(hand_train))
-    tags = (tag_probs >= 0.5).astype(np.int8) if config.weak_tags else np.full(tag_probs.shape, -1, dtype=np.int8)
-    return LabeledSet(ids, texts, tags, sentiments, DEFAULT_TAXONOMY, [], ["weak"] * len(ids))
+    weak_tags = (tag_probs >= 0.5).astype(np.int8) if config.weak_tags else np.full(tag_probs.shape, -1, dtype=np.int8)
+    tags = _project_tags(weak_tags, DEFAULT_TAXONOMY, taxonomy)
+    return LabeledSet(ids, texts, tags, sentiments, taxonomy, [], ["weak"] * len(ids))
+
+
+def _project_tags(tags: np.ndarray, source: Taxonomy, target: Taxonomy) -> np.ndarray:
+    """Columns of `tags` (in `source` order) placed in `target` order; tags `source` lacks are -1."""
+    projected = np.full((tags.shape[0], len(target.names)), -1, dtype=np.int8)
+    for j, name in enumerate(target.names):
+        if name in source.names:
+            projected[:, j] = tags[:, source.names.index(name)]
+    return projected
+
+
+def _source_rows(config: TrainConfig, taxonomy: Taxonomy, held_out: set[str]) -> LabeledSet:
+    """Training rows from the feedback store and annotation-tool exports, merged by comment text.
+
+    A comment that is also in the dev or test split is dropped here: a corrected copy in
+    training would inflate the measured scores.
+    """
+    from training.sources import load_label_source, merge_by_text
+
+    loaded = []
+    for source in config.label_sources:
+        rows, conflicts = load_label_source(source, taxonomy)
+        loaded.append(rows)
+        for conflict in conflicts:
+            log.warning("%s: conflicting labels, left unlabeled: %s", source.path, conflict.describe())
+    merged, conflicts = merge_by_text(loaded, taxonomy)
+    for conflict in conflicts:
+        log.warning("label sources disagree, left unlabeled: %s", conflict.describe())
+    keep = [i for i, text in enumerate(merged.texts) if dedupe_key(text) not in held_out]
+    if len(keep) < len(merged):
+        log.warning("label sources: %d comments also in dev/test were left out of training", len(merged) - len(keep))
+    log.info("label sources: %d comments from %d source(s)", len(keep), len(config.label_sources))
+    return merged.subset(keep)
 
 
 def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: bool = False) -> TrainResult:
@@ -71,10 +125,15 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
     started = time.perf_counter()
     if output_dir is not None and Path(output_dir).exists() and not overwrite:
         raise FileExistsError(f"{output_dir} exists; choose another directory or allow overwrite")
-    parts = [load_labeled(path, config.columns, DEFAULT_TAXONOMY) for path in config.train_files]
-    per_file = [load_corpus_splits(path, config.corpus_dir, DEFAULT_TAXONOMY) for path in config.corpus_labels]
+    # Everything is read and checked against the taxonomy before any training starts.
+    taxonomy = config.load_taxonomy()
+    parts = [load_labeled(path, config.columns, taxonomy) for path in config.train_files]
+    per_file = [load_corpus_splits(config.corpus_labels, config.corpus_dir, taxonomy)] if config.corpus_labels else []
     corpus = {split: [splits[split] for splits in per_file] for split in SPLITS}
     parts += corpus["train"]
+    if config.label_sources:
+        held_out = {dedupe_key(t) for split in ("dev", "test") for part in corpus[split] for t in part.texts}
+        parts.append(_source_rows(config, taxonomy, held_out))
     if not parts:
         raise ValueError("no training data: give train_files or corpus_labels")
     data = LabeledSet.concat(parts)
@@ -82,14 +141,14 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
         log.warning(warning)
     pool = data
     if config.test_file:
-        test = load_labeled(config.test_file, config.columns, DEFAULT_TAXONOMY)
+        test = load_labeled(config.test_file, config.columns, taxonomy)
     elif any(len(p) for p in corpus["test"]):
         test = LabeledSet.concat(corpus["test"])
     else:
         rest, held = group_split(data, config.test_fraction, config.seed)
         pool, test = data.subset(rest), data.subset(held)
     if config.dev_file:
-        dev = load_labeled(config.dev_file, config.columns, DEFAULT_TAXONOMY)
+        dev = load_labeled(config.dev_file, config.columns, taxonomy)
         fit_part = pool
     elif any(len(p) for p in corpus["dev"]):
         dev = LabeledSet.concat(corpus["dev"])
@@ -99,16 +158,17 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
         fit_part, dev = pool.subset(rest), pool.subset(held)
 
     hand_labeled_ids = {i for split in SPLITS for part in corpus[split] for i in part.ids}
-    weak = _weak_rows(config, LabeledSet.concat(corpus["train"]), hand_labeled_ids) if config.weak_rows else None
-    model = _fit(_build(config), fit_part, weak, config.weak_weight)
+    weak = _weak_rows(config, LabeledSet.concat(corpus["train"]), hand_labeled_ids, taxonomy) if config.weak_rows else None
+    model = _fit(_build(config, taxonomy), fit_part, weak, config.weak_weight, config, dev)
     dev_predictions = model.predict(dev.texts)
     thresholds = choose_thresholds(
-        dev.tags, dev_predictions, DEFAULT_TAXONOMY, config.min_positives_for_threshold, config.threshold_bounds
+        dev.tags, dev_predictions, taxonomy, config.min_positives_for_threshold, config.threshold_bounds
     )
     model.set_thresholds(thresholds)
     dev_metrics = evaluate_predictions(dev, model.predict(dev.texts))
-    if config.refit_with_dev:
-        model = _fit(_build(config), LabeledSet.concat([fit_part, dev]), weak, config.weak_weight)
+    # The transformer is not refit: dev chose its epoch, and a refit would have nothing to stop on.
+    if config.refit_with_dev and config.model_type != "transformer":
+        model = _fit(_build(config, taxonomy), LabeledSet.concat([fit_part, dev]), weak, config.weak_weight, config)
         model.set_thresholds(thresholds)
     test_metrics = evaluate(model, test, groups=test.sources)
     metrics = {

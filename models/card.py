@@ -1,0 +1,85 @@
+"""MODEL_CARD.md: what a model is, what it was trained on, how well it does, in one page.
+
+Written into every model directory at save time from meta.json, labels and metrics.json, so the
+card can never disagree with the files predict actually uses.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from models.base import TagClassifier
+
+__all__ = ["CARD_FILE", "render_card"]
+
+CARD_FILE = "MODEL_CARD.md"
+
+
+def _f(value) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "n/a"
+
+
+def render_card(model: "TagClassifier") -> str:
+    meta = model.meta_
+    metrics = getattr(model, "metrics_", {}) or {}
+    test = metrics.get("test") or {}
+    data = metrics.get("data") or {}
+    config = meta.get("training_config") or {}
+    lines = [
+        f"# Model card: {meta.get('model_version')}",
+        "",
+        f"- Model type: `{model.model_type}` (format version {meta.get('format_version')})",
+        f"- Trained: {meta.get('trained_at', 'n/a')} in {meta.get('training_seconds', 'n/a')} s",
+        f"- Training texts: {meta.get('n_training_texts', 'n/a')}"
+        + (f" (fit {data.get('n_fit')}, dev {data.get('n_dev')}, test {data.get('n_test')}, weak {data.get('n_weak')})" if data else ""),
+        "- Use: service-quality problem tags and sentiment for Chinese customer feedback; every prediction "
+        "carries scores and evidence spans so a person can check it. Not for decisions about individuals.",
+        "",
+        "## Tags",
+        "",
+        "| tag | 中文 | threshold | description |",
+        "|---|---|---|---|",
+    ]
+    for tag in model.taxonomy_.tags:
+        lines.append(f"| `{tag.name}` | {tag.zh} | {model.thresholds_.get(tag.name, 0.5):.2f} | {tag.description} |")
+    lines += ["", "## Quality on held-out data", ""]
+    if test:
+        lines += ["| tag | precision | recall | F1 | positives | labeled rows |", "|---|---|---|---|---|---|"]
+        for name, m in (test.get("tags") or {}).items():
+            lines.append(
+                f"| `{name}` | {_f(m.get('precision'))} | {_f(m.get('recall'))} | {_f(m.get('f1'))} | "
+                f"{m.get('support', 'n/a')} | {m.get('n', test.get('n', 'n/a'))} |"
+            )
+        sentiment = test.get("sentiment") or {}
+        lines += [
+            "",
+            f"Macro-F1 {_f(test.get('macro_f1'))}, micro-F1 {_f(test.get('micro_f1'))} on {test.get('n')} comments; "
+            f"sentiment macro-F1 {_f(sentiment.get('macro_f1'))}, accuracy {_f(sentiment.get('accuracy'))}.",
+        ]
+        for group, g in (test.get("by_group") or {}).items():
+            lines.append(f"- {group}: n={g.get('n')}, macro-F1 {_f(g.get('macro_f1'))}, sentiment {_f(g.get('sentiment_macro_f1'))}")
+    else:
+        lines.append("No held-out metrics were recorded for this model.")
+    lines += [
+        "",
+        "## Data",
+        "",
+        f"- Labeled files: {config.get('train_files', [])}",
+        f"- Label files by corpus id: {config.get('corpus_labels', [])}",
+        f"- Other label sources: {[s.get('kind') + ': ' + s.get('path', '') for s in config.get('label_sources', [])]}",
+        f"- Taxonomy file: {config.get('taxonomy') or 'bundled (four tags)'}",
+        "",
+        "## Training configuration",
+        "",
+        "```json",
+        json.dumps(config, ensure_ascii=False, indent=2),
+        "```",
+        "",
+        "## Library versions",
+        "",
+        ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items()) or "n/a",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""The model registry: promoted models, and which one is current (what `tag` and `serve` use).
+
+    <registry>/models/<model_version>/   a copy of each promoted model directory
+    <registry>/current                   symlink to the current one, swapped atomically
+    <registry>/history.jsonl             one line per promotion: when, what, from where, why
+
+The registry is $KESHENG_REGISTRY, or ~/.local/share/kesheng/registry. A server started on
+`<registry>/current` with KESHENG_RELOAD_CHECK_SECONDS picks up a promotion by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from models.base import META_FILE, ModelLoadError, read_json
+
+__all__ = ["REGISTRY_ENV", "Promotion", "Registry", "RegistryError"]
+
+REGISTRY_ENV = "KESHENG_REGISTRY"
+
+
+class RegistryError(Exception):
+    """The registry cannot be read or changed; the message says why."""
+
+
+@dataclass(frozen=True)
+class Promotion:
+    model_version: str
+    promoted_at: str
+    source: str  # the directory the model was promoted from
+    previous: str | None  # the version that was current before
+    reason: str  # free text, e.g. the comparison that justified it
+
+
+class Registry:
+    def __init__(self, root: str | os.PathLike | None = None):
+        if root is None:
+            root = os.environ.get(REGISTRY_ENV) or Path.home() / ".local" / "share" / "kesheng" / "registry"
+        self.root = Path(root)
+
+    @property
+    def current_link(self) -> Path:
+        return self.root / "current"
+
+    def current(self) -> Path | None:
+        """The current model's directory (through the symlink), or None before any promotion."""
+        link = self.current_link
+        return link if link.is_symlink() and link.exists() else None
+
+    def current_version(self) -> str | None:
+        current = self.current()
+        if current is None:
+            return None
+        try:
+            return str(read_json(current, META_FILE).get("model_version"))
+        except (ModelLoadError, AttributeError):
+            return None
+
+    def promote(self, model_dir: str | os.PathLike, reason: str = "") -> Promotion:
+        """Copy a model into the registry and make it current; the swap is one atomic rename."""
+        from models import load_model
+
+        source = Path(model_dir).resolve()
+        model = load_model(source)  # refuse a directory that would not load in `serve`
+        version = str(model.meta_["model_version"])
+        if "/" in version or version in ("", ".", ".."):
+            raise RegistryError(f"{source}: model version {version!r} cannot name a directory")
+        target = self.root / "models" / version
+        if not target.exists():
+            staging = self.root / "models" / f".{version}.incoming"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(source, staging)
+            staging.rename(target)
+        previous = self.current_version()
+        temporary_link = self.root / ".current.new"
+        if temporary_link.is_symlink() or temporary_link.exists():
+            temporary_link.unlink()
+        temporary_link.symlink_to(Path("models") / version)
+        os.replace(temporary_link, self.current_link)
+        promotion = Promotion(version, datetime.now(timezone.utc).isoformat(timespec="seconds"), str(source), previous, reason)
+        with open(self.root / "history.jsonl", "a", encoding="utf-8") as history:
+            history.write(json.dumps(promotion.__dict__, ensure_ascii=False) + "\n")
+            history.flush()
+            os.fsync(history.fileno())
+        return promotion
+
+    def history(self) -> list[Promotion]:
+        path = self.root / "history.jsonl"
+        if not path.exists():
+            return []
+        try:
+            return [Promotion(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise RegistryError(f"{path}: unreadable history ({exc})") from exc

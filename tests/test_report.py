@@ -1,0 +1,161 @@
+"""`kesheng report`: tables from a small tagged file checked by hand, charts present and drawn in a CJK font."""
+
+import csv
+import json
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from serve.batch import TagFileOptions, tag_file
+from serve.cli import app
+from serve.report import ReportError, ReportOptions, build_report, breakdown_table, problem_table, write_report
+from serve.report_charts import cjk_font_name
+from tests.batch_helpers import survey_rows, write_rows
+
+# A fifth tag the bundled taxonomy does not know: the report must show it like the others.
+TAGS = ["slow_response", "unresolved", "attitude", "opacity", "billing"]
+ZH = {"slow_response": "响应缓慢", "unresolved": "解决不彻底", "attitude": "服务态度", "opacity": "信息不透明"}
+
+
+def _row(text, channel, date, scores, sentiment, evidence=(), notes=""):
+    row = {"id": text[:4], "channel": channel, "date": date, "text": text}
+    row.update({t: int(scores.get(t, 0) >= 0.5) for t in TAGS})
+    row.update({f"{t}_score": scores.get(t, 0.1) for t in TAGS})
+    spans = [{"tag": tag, "start": text.index(part), "end": text.index(part) + len(part), "text": part, "weight": 1.0} for tag, part in evidence]
+    row.update(sentiment=sentiment, sentiment_score=0.9, evidence=json.dumps(spans, ensure_ascii=False), notes=notes)
+    return row
+
+
+ROWS = [
+    _row("排队等了四十分钟", "app", "2025-01-05", {"slow_response": 0.95}, "negative", [("slow_response", "等了四十分钟")]),
+    _row("客服态度差还不给解决", "电话", "2025-01-20", {"attitude": 0.9, "unresolved": 0.8}, "negative", [("attitude", "态度差")]),
+    _row("多收了钱也不解释", "app", "2025-02-03", {"opacity": 0.85, "billing": 0.7}, "negative", [("opacity", "不解释")]),
+    _row("服务很好", "门店", "2025-02-10", {}, "positive"),
+    _row("", "门店", "2025-02-11", {}, "neutral", notes="empty text"),
+    _row("等了很久才有人回复，态度也冷淡", "电话", "2025-03-01", {"slow_response": 0.7, "attitude": 0.6}, "negative", [("attitude", "态度也冷淡")]),
+    _row("请问怎么开发票", "app", "not a date", {}, "neutral"),
+]
+
+
+@pytest.fixture
+def tagged_csv(tmp_path):
+    path = tmp_path / "tagged.csv"
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(ROWS[0]))
+        writer.writeheader()
+        writer.writerows(ROWS)
+    return path
+
+
+def _options(**extra):
+    return ReportOptions(text_column="text", group_by=("channel",), date_column="date", tag_names_zh=ZH, **extra)
+
+
+def test_problem_table_counts_shares_and_names(tagged_csv):
+    data = build_report(tagged_csv, _options())
+    assert data.tags == TAGS and data.rows == 7 and data.scored == 6
+    table = problem_table(data).set_index("问题类型")
+    assert table.loc["响应缓慢", "数量"] == 2 and table.loc["服务态度", "数量"] == 2
+    assert table.loc["解决不彻底", "数量"] == 1 and table.loc["billing", "数量"] == 1
+    assert table.loc["其他", "数量"] == 2
+    assert table.loc["响应缓慢", "占比"] == pytest.approx(2 / 6)
+    assert "态度差(1)" in table.loc["服务态度", "具体场景"] and "态度也冷淡(1)" in table.loc["服务态度", "具体场景"]
+    assert [e["text"] for e in data.examples["attitude"]] == ["客服态度差还不给解决", "等了很久才有人回复，态度也冷淡"]
+
+
+def test_cooccurrence_sentiment_groups_and_trend(tagged_csv):
+    data = build_report(tagged_csv, _options())
+    index = {t: i for i, t in enumerate(TAGS)}
+    pairs = data.cooccurrence
+    assert pairs[index["slow_response"], index["attitude"]] == 1 and pairs[index["attitude"], index["unresolved"]] == 1
+    assert pairs[index["opacity"], index["billing"]] == 1 and pairs[index["slow_response"], index["opacity"]] == 0
+    assert pairs[index["attitude"], index["attitude"]] == 2
+    assert data.sentiment == {"negative": 4, "neutral": 1, "positive": 1}
+    by_channel = breakdown_table(data, data.groups["channel"])
+    assert by_channel.loc["app", "评论数"] == 3 and by_channel.loc["电话", "评论数"] == 2 and by_channel.loc["门店", "评论数"] == 1
+    assert by_channel.loc["电话", "服务态度"] == pytest.approx(1.0) and by_channel.loc["app", "负面占比"] == pytest.approx(2 / 3)
+    trend = breakdown_table(data, data.trend)
+    assert list(trend.index) == ["2025-01", "2025-02", "2025-03"] and list(trend["评论数"]) == [2, 2, 1]
+    assert data.unparsed_dates == 1
+    assert data.notes == {"empty text": 1}
+
+
+def test_html_and_markdown_with_charts_in_a_cjk_font(tagged_csv, tmp_path):
+    data = build_report(tagged_csv, _options())
+    html_path, md_path = tmp_path / "report.html", tmp_path / "report.md"
+    written = write_report(data, [html_path, md_path])
+    assert written.missing_glyphs == []
+    assert "CJK" in cjk_font_name() or "Hei" in cjk_font_name() or "Han" in cjk_font_name()
+    page = html_path.read_text(encoding="utf-8")
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == 5  # problems, sentiment, co-occurrence, channel, trend
+    import base64
+
+    assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
+    assert "<mark>态度差</mark>" in page and "信息不透明" in page and "billing" in page
+    assert "src=\"http" not in page and "<link" not in page  # self-contained
+    markdown = md_path.read_text(encoding="utf-8")
+    assert "| 响应缓慢 | 2 | 33.3% |" in markdown
+    for name in ("problems", "sentiment", "cooccurrence", "group_channel", "trend"):
+        assert f"report_files/{name}.png" in markdown
+        assert (tmp_path / "report_files" / f"{name}.png").stat().st_size > 5000
+        assert (tmp_path / "report_files" / f"{name}.svg").read_text(encoding="utf-8").startswith("<?xml")
+
+
+def test_characters_missing_from_the_font_are_reported(tagged_csv, tmp_path):
+    path = tmp_path / "emoji.csv"
+    path.write_text(tagged_csv.read_text(encoding="utf-8").replace("门店", "门店\U0001F600"), encoding="utf-8")
+    written = write_report(build_report(path, _options()), [tmp_path / "r.html"])
+    assert "\U0001F600" in written.missing_glyphs
+
+
+def test_jsonl_and_csv_outputs_of_tag_give_the_same_report(model, tmp_path):
+    source = write_rows(tmp_path / "in.csv", survey_rows(60))
+    for fmt in ("csv", "jsonl", "parquet", "xlsx"):
+        tag_file(model, source, tmp_path / f"tagged.{fmt}", TagFileOptions(id_field="resp_id"))
+    options = ReportOptions(text_column="text", group_by=("channel",), tag_names_zh={t.name: t.zh for t in model.taxonomy_.tags})
+    tables = {fmt: problem_table(build_report(tmp_path / f"tagged.{fmt}", options)) for fmt in ("csv", "jsonl", "parquet", "xlsx")}
+    for fmt in ("jsonl", "parquet", "xlsx"):
+        assert tables[fmt].equals(tables["csv"]), fmt
+    assert tables["csv"]["数量"].sum() > 0
+
+
+def test_not_a_tagged_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "plain.csv"
+    path.write_text("id,text\n1,好\n", encoding="utf-8")
+    with pytest.raises(ReportError, match="not a tagged file.*kesheng tag"):
+        build_report(path)
+
+
+def test_bad_tag_values_and_missing_columns_are_named(tagged_csv, tmp_path):
+    broken = tmp_path / "broken.csv"
+    broken.write_text(tagged_csv.read_text(encoding="utf-8").replace("排队等了四十分钟,1,0,0,0,0", "排队等了四十分钟,yes,0,0,0,0"), encoding="utf-8")
+    assert "yes" in broken.read_text(encoding="utf-8")
+    with pytest.raises(ReportError, match=r"'slow_response' should hold 0/1.*'yes'"):
+        build_report(broken, _options())
+    with pytest.raises(ReportError, match=r"column 'region' not found; columns are \['id', 'channel'"):
+        build_report(tagged_csv, ReportOptions(group_by=("region",)))
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(ReportError, match="empty file"):
+        build_report(empty)
+
+
+def test_cli_report_from_tag_output_refuses_to_overwrite(model_dir, tmp_path):
+    source = write_rows(tmp_path / "in.csv", survey_rows(45))
+    tagged = tmp_path / "tagged.csv"
+    runner = CliRunner()
+    result = runner.invoke(app, ["tag", "--model", str(model_dir), "-i", str(source), "-o", str(tagged)])
+    assert result.exit_code == 0, result.output
+    report = tmp_path / "report.html"
+    args = ["report", "--model", str(model_dir), "-i", str(tagged), "-o", str(report), "-g", "channel", "--date-column", "date"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "comments read from column 'text'" in result.output and "report on 45 rows" in result.output
+    page = report.read_text(encoding="utf-8")
+    assert "按 channel 分组" in page and "趋势 (按 date)" in page and "响应缓慢" in page
+    before = report.read_bytes()
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "exists; pass --overwrite" in result.output
+    assert report.read_bytes() == before

@@ -1,0 +1,109 @@
+"""Active learning: which unlabeled comments would teach the model most, ready to label.
+
+Uncertainty: how close a comment's tag scores are to their thresholds (the decisions a label
+would settle), plus how close its top two sentiments are. Diversity: picking greedily, each
+candidate's uncertainty is discounted by its similarity to what is already picked (character
+n-gram cosine), so a batch is not twenty copies of one complaint. Exact duplicates (after
+normalization) and comments already labeled are skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from models import Prediction, TagClassifier
+from training.data import dedupe_key
+
+__all__ = ["ActiveParams", "Suggestion", "suggest", "uncertainty"]
+
+
+@dataclass
+class ActiveParams:
+    sentiment_weight: float = 0.5  # sentiment margin counts half as much as the most uncertain tag
+    diversity: float = 1.0  # 0: pure uncertainty ranking; 1: a near-copy of a picked comment is worth nothing
+    pool_factor: int = 10  # only the n x pool_factor most uncertain comments are considered for diversity
+    ngram_range: tuple[int, int] = (1, 2)  # character n-grams for the similarity
+    n_features: int = 2**18  # hashed feature space for the similarity
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    index: int  # position in the input
+    rank: int  # 1 = label first
+    uncertainty: float  # 0..1 (1 = a score right at a threshold)
+    reason: str  # the decision the label would settle, e.g. "attitude 0.48 vs threshold 0.50"
+    prediction: Prediction  # the model's current guess (a pre-annotation)
+
+
+def uncertainty(prediction: Prediction, thresholds: dict[str, float], sentiment_weight: float) -> tuple[float, str]:
+    best, reason = 0.0, ""
+    for name, score in prediction.scores.items():
+        threshold = thresholds[name]
+        # 1 at the threshold, 0 at the far end of the side the score is on.
+        span = threshold if score < threshold else 1.0 - threshold
+        value = 1.0 - abs(score - threshold) / max(span, 1e-6)
+        if value > best:
+            best, reason = value, f"{name} {score:.2f} vs threshold {threshold:.2f}"
+    top2 = sorted(prediction.sentiment_scores.values(), reverse=True)[:2]
+    sentiment_value = sentiment_weight * (1.0 - (top2[0] - top2[1]))
+    if sentiment_value > best:
+        best, reason = sentiment_value, f"sentiment {top2[0]:.2f} vs {top2[1]:.2f}"
+    return float(best), reason
+
+
+def suggest(
+    model: TagClassifier,
+    texts: Sequence[str | None],
+    n: int,
+    already_labeled: Sequence[str] = (),
+    params: ActiveParams = ActiveParams(),
+) -> list[Suggestion]:
+    """The `n` comments to label next, best first; fewer if the input has fewer usable ones."""
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    seen = {dedupe_key(t) for t in already_labeled if t}
+    candidates: list[int] = []
+    for i, text in enumerate(texts):
+        if not text or not text.strip():
+            continue
+        key = dedupe_key(text)
+        if not key or key in seen:
+            continue
+        seen.add(key)
+        candidates.append(i)
+    if not candidates:
+        return []
+    predictions = model.predict([texts[i] for i in candidates])
+    scored = [uncertainty(p, model.thresholds_, params.sentiment_weight) for p in predictions]
+    values = np.array([s[0] for s in scored])
+    order = np.argsort(-values, kind="stable")[: max(n * params.pool_factor, n)]
+    pool_texts = [texts[candidates[k]] for k in order]
+    vectors = HashingVectorizer(
+        analyzer="char", ngram_range=params.ngram_range, n_features=params.n_features, alternate_sign=False, norm="l2"
+    ).transform(pool_texts)
+    pool_values = values[order]
+    max_similarity = np.zeros(len(order))
+    picked: list[int] = []
+    available = np.ones(len(order), dtype=bool)
+    for _ in range(min(n, len(order))):
+        gain = np.where(available, pool_values * (1.0 - params.diversity * max_similarity), -np.inf)
+        best = int(np.argmax(gain))
+        picked.append(best)
+        available[best] = False
+        similarity = (vectors @ vectors[best].T).toarray().ravel()
+        np.maximum(max_similarity, similarity, out=max_similarity)
+    return [
+        Suggestion(
+            index=candidates[order[k]],
+            rank=rank,
+            uncertainty=float(pool_values[k]),
+            reason=scored[order[k]][1],
+            prediction=predictions[order[k]],
+        )
+        for rank, k in enumerate(picked, start=1)
+    ]
