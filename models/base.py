@@ -24,6 +24,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
+import numpy as np
+
 from models.card import CARD_FILE, render_card
 from models.prediction import Prediction
 from models.schema import SENTIMENTS, Taxonomy
@@ -70,6 +72,24 @@ def rounded(value: Any, digits: int = 4) -> Any:
     if isinstance(value, (list, tuple)):
         return [rounded(v, digits) for v in value]
     return value
+
+
+def check_fit_inputs(texts: Sequence[str], tag_matrix, sentiments: Sequence[str | None], n_tags: int) -> np.ndarray:
+    """The training labels every classifier accepts, as an int8 matrix; a clear error otherwise.
+
+    Tag value -1 and sentiment None mean "not labeled" (partial labels).
+    """
+    tag_matrix = np.asarray(tag_matrix, dtype=np.int8)
+    if tag_matrix.shape != (len(texts), n_tags):
+        raise ValueError(f"tag_matrix shape {tag_matrix.shape} != ({len(texts)}, {n_tags})")
+    if not np.isin(tag_matrix, (-1, 0, 1)).all():
+        raise ValueError("tag_matrix values must be 1, 0 or -1 (unlabeled)")
+    unknown = sorted(set(sentiments) - set(SENTIMENTS) - {None})
+    if unknown:
+        raise ValueError(f"unknown sentiment values {unknown}; expected {list(SENTIMENTS)}")
+    if len(sentiments) != len(texts):
+        raise ValueError(f"{len(sentiments)} sentiments for {len(texts)} texts")
+    return tag_matrix
 
 
 def _empty_prediction(taxonomy: Taxonomy, note: str) -> Prediction:

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from models.base import WEIGHTS_FILE, ModelLoadError, TagClassifier, library_versions, read_json
+from models.base import WEIGHTS_FILE, ModelLoadError, TagClassifier, check_fit_inputs, library_versions, read_json
 from models.evidence import spans_from_contributions
 from models.features import Analysis, FeatureParams, TfidfFeaturizer
 from models.prediction import Evidence, Prediction
@@ -76,15 +76,8 @@ class TfidfLinearClassifier(TagClassifier):
         """
         from sklearn.linear_model import LogisticRegression
 
-        tag_matrix = np.asarray(tag_matrix, dtype=np.int8)
         n_tags = len(self.taxonomy.names)
-        if tag_matrix.shape != (len(texts), n_tags):
-            raise ValueError(f"tag_matrix shape {tag_matrix.shape} != ({len(texts)}, {n_tags})")
-        if not np.isin(tag_matrix, (-1, 0, 1)).all():
-            raise ValueError("tag_matrix values must be 1, 0 or -1 (unlabeled)")
-        unknown = sorted(set(sentiments) - set(SENTIMENTS) - {None})
-        if unknown:
-            raise ValueError(f"unknown sentiment values {unknown}; expected {list(SENTIMENTS)}")
+        tag_matrix = check_fit_inputs(texts, tag_matrix, sentiments, n_tags)
         weight = np.ones(len(texts)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
 
         self.featurizer_ = TfidfFeaturizer(self.params.features)
