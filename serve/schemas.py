@@ -149,10 +149,9 @@ def build_request_models(settings: Settings) -> RequestModels:
             min_length=1, max_length=settings.max_comments, description="Comments to tag, in order."
         )
 
-    class FeedbackRequest(_Strict):
+    class FeedbackRequest(Comment):
         model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [FEEDBACK_EXAMPLE]})
 
-        id: CommentId = Field(None, description="Your id for the comment (ticket id).")
         text: str = Field(min_length=1, max_length=settings.max_text_chars, description="The comment as written.")
         tags: list[str] = Field(max_length=64, description="Every tag that applies (machine names); [] means 其他.")
         sentiment: Sentiment | None = Field(None, description="Corrected sentiment; omit if not judged.")
@@ -160,7 +159,7 @@ def build_request_models(settings: Settings) -> RequestModels:
         model_version: str | None = Field(None, max_length=200, description="The model whose output was corrected.")
         note: str | None = Field(None, max_length=2000)
 
-        _check_strings = field_validator("text", "annotator", "model_version", "note")(_no_lone_surrogates)
+        _check_strings = field_validator("annotator", "model_version", "note")(_no_lone_surrogates)
 
         @field_validator("tags")
         @classmethod
@@ -171,10 +170,5 @@ def build_request_models(settings: Settings) -> RequestModels:
             if repeated:
                 raise ValueError(f"tags repeated: {repeated}")
             return value
-
-        @field_validator("id")
-        @classmethod
-        def _check_id(cls, value: CommentId) -> CommentId:
-            return _no_lone_surrogates(value) if isinstance(value, str) else value
 
     return RequestModels(tag_request=TagRequest, feedback_request=FeedbackRequest)

@@ -43,7 +43,8 @@ def check_prediction(p: Prediction, text, names):
         assert text[e.start : e.end] == e.text
 
 
-def test_one_prediction_per_text_in_order(model):
+def check_one_prediction_per_text_in_order(model) -> list[Prediction]:
+    """The contract on good and bad texts, for any model type; returns the predictions."""
     names = model.taxonomy_.names
     texts = TEXTS + BAD + list(reversed(TEXTS))
     predictions = model.predict(texts)
@@ -53,6 +54,11 @@ def test_one_prediction_per_text_in_order(model):
     # Order: the same text at two positions gets the same prediction.
     assert predictions[0] == predictions[-1]
     assert predictions[1] == predictions[-2]
+    return predictions
+
+
+def test_one_prediction_per_text_in_order(model):
+    predictions = check_one_prediction_per_text_in_order(model)
     # Batch or one by one: same answers.
     assert [model.predict([t])[0] for t in TEXTS] == predictions[: len(TEXTS)]
 

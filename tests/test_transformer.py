@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from models import ModelLoadError, load_model  # noqa: E402
 from models.encoder import BaseModelError, check_base_folder  # noqa: E402
 from models.transformer import TransformerClassifier, TransformerParams  # noqa: E402
-from tests.test_contract import BAD, TEXTS, check_prediction  # noqa: E402
+from tests.test_contract import BAD, TEXTS, check_one_prediction_per_text_in_order  # noqa: E402
 from tests.transformer_fixtures import write_tiny_bert  # noqa: E402
 from training.config import TrainConfig, bundled_seed_corpus  # noqa: E402
 from training.train import train  # noqa: E402
@@ -120,13 +120,7 @@ def test_int8_onnx_agrees_with_float32_torch(tmodel_dir):
 
 
 def test_contract_one_prediction_per_text_in_order(every_tag_model):
-    names = every_tag_model.taxonomy_.names
-    texts = TEXTS + BAD + list(reversed(TEXTS))
-    predictions = every_tag_model.predict(texts)
-    assert len(predictions) == len(texts)
-    for text, p in zip(texts, predictions):
-        check_prediction(p, text or "", names)
-    assert predictions[0] == predictions[-1] and predictions[1] == predictions[-2]
+    predictions = check_one_prediction_per_text_in_order(every_tag_model)
     # The int8 runtime scores each window on its own, so batching never changes an answer.
     assert [every_tag_model.predict([t])[0] for t in TEXTS] == predictions[: len(TEXTS)]
 

@@ -14,7 +14,7 @@ from models import TagClassifier
 from models.baseline import TfidfLinearClassifier
 from models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
 from training.config import TrainConfig
-from training.corpus import SPLITS, load_corpus_splits, read_corpus
+from training.corpus import load_corpus_splits, read_corpus
 from training.data import LabeledSet, dedupe_key, group_split, load_labeled
 from training.evaluate import choose_thresholds, dev_score, evaluate, evaluate_predictions
 from training.weak import WeakLabeler, polarity_votes
@@ -60,7 +60,7 @@ def _fit(
     return model.fit(texts, tags, sentiments, sample_weight=weights)
 
 
-def _weak_rows(config: TrainConfig, hand_train: LabeledSet, labeled_ids: set[str], taxonomy: Taxonomy) -> LabeledSet | None:
+def _weak_rows(config: TrainConfig, hand_train: LabeledSet | None, labeled_ids: set[str], taxonomy: Taxonomy) -> LabeledSet | None:
     """Weakly labeled corpus comments; every hand-labeled id (any split) is excluded."""
     if config.weak_rows <= 0:
         return None
@@ -128,11 +128,12 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
     # Everything is read and checked against the taxonomy before any training starts.
     taxonomy = config.load_taxonomy()
     parts = [load_labeled(path, config.columns, taxonomy) for path in config.train_files]
-    per_file = [load_corpus_splits(config.corpus_labels, config.corpus_dir, taxonomy)] if config.corpus_labels else []
-    corpus = {split: [splits[split] for splits in per_file] for split in SPLITS}
-    parts += corpus["train"]
+    # All label files by corpus id, joined by id, in their fixed train/dev/test splits.
+    splits = load_corpus_splits(config.corpus_labels, config.corpus_dir, taxonomy) if config.corpus_labels else {}
+    if splits:
+        parts.append(splits["train"])
     if config.label_sources:
-        held_out = {dedupe_key(t) for split in ("dev", "test") for part in corpus[split] for t in part.texts}
+        held_out = {dedupe_key(t) for split in ("dev", "test") if split in splits for t in splits[split].texts}
         parts.append(_source_rows(config, taxonomy, held_out))
     if not parts:
         raise ValueError("no training data: give train_files or corpus_labels")
@@ -142,23 +143,23 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
     pool = data
     if config.test_file:
         test = load_labeled(config.test_file, config.columns, taxonomy)
-    elif any(len(p) for p in corpus["test"]):
-        test = LabeledSet.concat(corpus["test"])
+    elif splits and len(splits["test"]):
+        test = splits["test"]
     else:
         rest, held = group_split(data, config.test_fraction, config.seed)
         pool, test = data.subset(rest), data.subset(held)
     if config.dev_file:
         dev = load_labeled(config.dev_file, config.columns, taxonomy)
         fit_part = pool
-    elif any(len(p) for p in corpus["dev"]):
-        dev = LabeledSet.concat(corpus["dev"])
+    elif splits and len(splits["dev"]):
+        dev = splits["dev"]
         fit_part = pool
     else:
         rest, held = group_split(pool, config.dev_fraction, config.seed + 1)
         fit_part, dev = pool.subset(rest), pool.subset(held)
 
-    hand_labeled_ids = {i for split in SPLITS for part in corpus[split] for i in part.ids}
-    weak = _weak_rows(config, LabeledSet.concat(corpus["train"]), hand_labeled_ids, taxonomy) if config.weak_rows else None
+    hand_labeled_ids = {i for part in splits.values() for i in part.ids}
+    weak = _weak_rows(config, splits.get("train"), hand_labeled_ids, taxonomy) if config.weak_rows else None
     model = _fit(_build(config, taxonomy), fit_part, weak, config.weak_weight, config, dev)
     dev_predictions = model.predict(dev.texts)
     thresholds = choose_thresholds(
