@@ -97,7 +97,7 @@ def test_no_corpus_dir_given(monkeypatch):
         read_corpus(None)
 
 
-@pytest.mark.parametrize("name", ["real_labels.jsonl", "double_a.jsonl", "double_b.jsonl"])
+@pytest.mark.parametrize("name", ["real_labels.jsonl", "double_a.jsonl", "double_b.jsonl", "recheck_round1.jsonl", "recheck_round2.jsonl"])
 def test_project_label_files_are_valid(name):
     rows = read_label_file(LABELS_DIR / name)
     assert len(rows) >= 300
@@ -141,3 +141,16 @@ def test_agreement_report_on_the_project_double_labels():
     report = agreement(LABELS_DIR / "double_a.jsonl", LABELS_DIR / "double_b.jsonl")
     assert report["n"] == 300
     assert all(-1.0 <= m["kappa"] <= 1.0 for m in report["fields"].values())
+
+
+def test_agreement_of_a_blind_recheck_sample(tmp_path):
+    from training.label_quality import agreement
+
+    report = agreement(LABELS_DIR / "real_labels.jsonl", LABELS_DIR / "recheck_round2.jsonl", sample=True)
+    assert report["n"] == 300
+    with pytest.raises(ValueError, match="different ids"):
+        agreement(LABELS_DIR / "real_labels.jsonl", LABELS_DIR / "recheck_round2.jsonl")
+    stray = tmp_path / "stray.jsonl"
+    stray.write_text('{"id": "waimai-999999", "slow_response": 0, "unresolved": 0, "attitude": 0, "opacity": 0, "sentiment": "neutral"}\n')
+    with pytest.raises(ValueError, match="not in the first file"):
+        agreement(LABELS_DIR / "real_labels.jsonl", stray, sample=True)

@@ -1,6 +1,10 @@
 """Agreement between two independent annotations of the same comments.
 
     python -m training.label_quality training/labels/double_a.jsonl training/labels/double_b.jsonl
+
+A blind re-labeling of a sample of a larger file is compared on the sample's comments:
+
+    python -m training.label_quality training/labels/real_labels.jsonl training/labels/recheck_round2.jsonl --sample
 """
 
 from __future__ import annotations
@@ -25,10 +29,17 @@ def cohen_kappa(first: list, second: list) -> float:
     return 1.0 if expected == 1.0 else (observed - expected) / (1.0 - expected)
 
 
-def agreement(path_a: str, path_b: str) -> dict:
+def agreement(path_a: str, path_b: str, sample: bool = False) -> dict:
+    """Per-field kappa and agreement. `sample`: B re-labels a sample of A's comments, so only
+    B's comments are compared (each must be in A); otherwise both must label the same ids."""
     a = {r["id"]: r for r in read_label_file(path_a)}
     b = {r["id"]: r for r in read_label_file(path_b)}
-    if set(a) != set(b):
+    if sample:
+        missing = set(b) - set(a)
+        if missing:
+            raise ValueError(f"{len(missing)} comments of the sample are not in the first file, e.g. {sorted(missing)[:3]}")
+        a = {i: a[i] for i in b}
+    elif set(a) != set(b):
         raise ValueError(f"the two files label different ids ({len(set(a) ^ set(b))} differ)")
     ids = sorted(a)
     report = {"n": len(ids), "fields": {}}
@@ -52,8 +63,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("first")
     parser.add_argument("second")
+    parser.add_argument("--sample", action="store_true", help="the second file re-labels a sample of the first")
     args = parser.parse_args()
-    report = agreement(args.first, args.second)
+    report = agreement(args.first, args.second, sample=args.sample)
     print(f"{report['n']} comments labeled twice, independently")
     print(f"{'field':<15}{'kappa':>7}{'agree':>7}{'pos A':>7}{'pos B':>7}  disagreements by source")
     for field, m in report["fields"].items():
