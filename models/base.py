@@ -92,6 +92,16 @@ def check_fit_inputs(texts: Sequence[str], tag_matrix, sentiments: Sequence[str 
     return tag_matrix
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Over the last axis."""
+    z = np.exp(x - x.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
 def _empty_prediction(taxonomy: Taxonomy, note: str) -> Prediction:
     return Prediction(
         tags=[],
@@ -153,6 +163,13 @@ class TagClassifier(ABC):
 
     def _tags_above_threshold(self, scores: dict[str, float]) -> list[str]:
         return [name for name in self.taxonomy_.names if scores[name] >= self.thresholds_[name]]
+
+    def set_thresholds(self, thresholds: dict[str, float]) -> None:
+        """Per-tag decision thresholds (the training pipeline tunes them on held-out data)."""
+        missing = set(self.taxonomy_.names) - set(thresholds)
+        if missing:
+            raise ValueError(f"thresholds missing for tags {sorted(missing)}")
+        self.thresholds_ = {name: float(thresholds[name]) for name in self.taxonomy_.names}
 
     # the directory
 

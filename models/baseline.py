@@ -14,8 +14,8 @@ from typing import Sequence
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from models.base import WEIGHTS_FILE, ModelLoadError, TagClassifier, check_fit_inputs, library_versions, read_json
-from models.evidence import spans_from_contributions
+from models.base import WEIGHTS_FILE, ModelLoadError, TagClassifier, check_fit_inputs, library_versions, read_json, sigmoid, softmax
+from models.evidence import tag_evidence
 from models.features import Analysis, FeatureParams, TfidfFeaturizer
 from models.prediction import Evidence, Prediction
 from models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
@@ -39,15 +39,6 @@ class BaselineParams:
         data = dict(data)
         data["features"] = FeatureParams(**data.get("features", {}))
         return cls(**data)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = np.exp(x - x.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
 
 
 class TfidfLinearClassifier(TagClassifier):
@@ -131,12 +122,6 @@ class TfidfLinearClassifier(TagClassifier):
         }
         return self
 
-    def set_thresholds(self, thresholds: dict[str, float]) -> None:
-        missing = set(self.taxonomy_.names) - set(thresholds)
-        if missing:
-            raise ValueError(f"thresholds missing for tags {sorted(missing)}")
-        self.thresholds_ = {name: float(thresholds[name]) for name in self.taxonomy_.names}
-
     # prediction
 
     def _predict_texts(self, texts: list[str]) -> list[Prediction]:
@@ -151,8 +136,8 @@ class TfidfLinearClassifier(TagClassifier):
         matrix, occurrences = self.featurizer_.transform(analyses)
         logits = matrix @ self.coef_ + self.intercept_
         n_tags = len(self.taxonomy_.names)
-        tag_probs = _sigmoid(logits[:, :n_tags])
-        sent_probs = _softmax(logits[:, n_tags:])
+        tag_probs = sigmoid(logits[:, :n_tags])
+        sent_probs = softmax(logits[:, n_tags:])
         names = self.taxonomy_.names
         results = []
         for row, analysis in enumerate(analyses):
@@ -186,11 +171,7 @@ class TfidfLinearClassifier(TagClassifier):
         evidence: list[Evidence] = []
         for tag in tags:
             contributions = values * self.coef_[feature_idx, names.index(tag)]
-            for a, b, weight in spans_from_contributions(
-                analysis.normalized.text, spans, contributions, self.params.max_evidence
-            ):
-                o_start, o_end = analysis.normalized.to_original(a, b)
-                evidence.append(Evidence(tag, o_start, o_end, analysis.normalized.original[o_start:o_end], weight))
+            evidence += tag_evidence(tag, analysis.normalized, spans, contributions, self.params.max_evidence)
         return evidence
 
     # persistence

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from nlp.normalize import is_punctuation
+from models.prediction import Evidence
+from nlp.normalize import NormalizedText, is_punctuation
 
-__all__ = ["spans_from_contributions"]
+__all__ = ["spans_from_contributions", "tag_evidence"]
 
 # A character counts as evidence when it carries at least this share of the strongest character.
 RELATIVE_FLOOR = 0.25
@@ -53,3 +54,14 @@ def spans_from_contributions(
         i = j
     runs.sort(key=lambda run: -run[2])
     return [run for run in runs[:max_spans] if run[2] >= runs[0][2] * SPAN_FLOOR]
+
+
+def tag_evidence(
+    tag: str, normalized: NormalizedText, spans: np.ndarray, contributions: np.ndarray, max_spans: int
+) -> list[Evidence]:
+    """`spans_from_contributions` on the normalized text, reported in ORIGINAL-text offsets."""
+    evidence = []
+    for start, end, weight in spans_from_contributions(normalized.text, spans, contributions, max_spans):
+        o_start, o_end = normalized.to_original(start, end)
+        evidence.append(Evidence(tag, o_start, o_end, normalized.original[o_start:o_end], weight))
+    return evidence

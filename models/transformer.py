@@ -33,11 +33,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from models.base import WEIGHTS_FILE, ModelLoadError, TagClassifier, check_fit_inputs, library_versions, read_json
-from models.evidence import spans_from_contributions
-from models.prediction import Evidence, Prediction
+from models.base import WEIGHTS_FILE, ModelLoadError, TagClassifier, check_fit_inputs, library_versions, read_json, sigmoid, softmax
+from models.evidence import tag_evidence
+from models.prediction import Prediction
 from models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
-from nlp import normalize
+from nlp import NormalizedText, normalize
 
 __all__ = ["TransformerClassifier", "TransformerParams"]
 
@@ -97,20 +97,11 @@ class TransformerParams:
 class _Doc:
     """One text ready for the encoder: normalized text, token ids and offsets, its windows."""
 
-    normalized: object  # nlp.normalize.NormalizedText
+    normalized: NormalizedText
     ids: list[int]
     offsets: np.ndarray  # (n_tokens, 2) character spans in normalized.text
     windows: list[tuple[int, int]]  # [start, end) token ranges
     unread_from: int | None = None  # first unread character of the normalized text, when windows ran out
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = np.exp(x - x.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
 
 
 class TransformerClassifier(TagClassifier):
@@ -274,9 +265,9 @@ class TransformerClassifier(TagClassifier):
         if self._unk_id is not None and all(i == self._unk_id for i in doc.ids):
             return self._no_signal("no known tokens: text not scored")
         names = self.taxonomy_.names
-        tag_probs = np.stack([_sigmoid(o[0]) for o in outputs])  # (windows, tags)
+        tag_probs = np.stack([sigmoid(o[0]) for o in outputs])  # (windows, tags)
         sizes = np.array([b - a for a, b in doc.windows], dtype=np.float64)
-        sentiment = (np.stack([_softmax(o[1]) for o in outputs]) * sizes[:, None]).sum(axis=0) / sizes.sum()
+        sentiment = (np.stack([softmax(o[1]) for o in outputs]) * sizes[:, None]).sum(axis=0) / sizes.sum()
         scores = {name: float(tag_probs[:, j].max()) for j, name in enumerate(names)}
         sentiment_scores = {s: float(sentiment[k]) for k, s in enumerate(SENTIMENTS)}
         tags = self._tags_above_threshold(scores)
@@ -288,9 +279,7 @@ class TransformerClassifier(TagClassifier):
             contributions = outputs[w][2][len(self._prefix) : len(self._prefix) + (b - a), j].astype(np.float64)
             spans = doc.offsets[a:b]
             keep = spans[:, 1] > spans[:, 0]
-            for start, end, weight in spans_from_contributions(doc.normalized.text, spans[keep], contributions[keep], self.params.max_evidence):
-                o_start, o_end = doc.normalized.to_original(start, end)
-                evidence.append(Evidence(tag, o_start, o_end, doc.normalized.original[o_start:o_end], weight))
+            evidence += tag_evidence(tag, doc.normalized, spans[keep], contributions[keep], self.params.max_evidence)
         notes = []
         if len(doc.windows) > 1:
             notes.append(
@@ -386,12 +375,6 @@ class TransformerClassifier(TagClassifier):
             self.onnx_ = transformer_torch.export_onnx_int8(self._torch_module)
             self.runtime_ = "onnx-int8"
         return self
-
-    def set_thresholds(self, thresholds: dict[str, float]) -> None:
-        missing = set(self.taxonomy_.names) - set(thresholds)
-        if missing:
-            raise ValueError(f"thresholds missing for tags {sorted(missing)}")
-        self.thresholds_ = {name: float(thresholds[name]) for name in self.taxonomy_.names}
 
     def set_runtime(self, runtime: str) -> "TransformerClassifier":
         """Switch between the int8 ONNX graph and the float32 torch module (e.g. to compare them)."""
