@@ -53,6 +53,14 @@ def read_json(directory: Path, name: str) -> Any:
         raise ModelLoadError(f"{path}: corrupt JSON ({exc})") from exc
 
 
+def read_model_version(directory: Path) -> str | None:
+    """The model version in a directory's meta.json without loading the model; None if unreadable."""
+    try:
+        return str(read_json(directory, META_FILE).get("model_version"))
+    except (ModelLoadError, AttributeError):
+        return None
+
+
 def library_versions(*names: str) -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in ("kesheng", *names):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from models.base import META_FILE, ModelLoadError, read_json
+from models.base import TagClassifier, read_model_version
 
 __all__ = ["REGISTRY_ENV", "Promotion", "Registry", "RegistryError"]
 
@@ -54,19 +54,18 @@ class Registry:
 
     def current_version(self) -> str | None:
         current = self.current()
-        if current is None:
-            return None
-        try:
-            return str(read_json(current, META_FILE).get("model_version"))
-        except (ModelLoadError, AttributeError):
-            return None
+        return None if current is None else read_model_version(current)
 
-    def promote(self, model_dir: str | os.PathLike, reason: str = "") -> Promotion:
-        """Copy a model into the registry and make it current; the swap is one atomic rename."""
+    def promote(self, model_dir: str | os.PathLike, reason: str = "", model: TagClassifier | None = None) -> Promotion:
+        """Copy a model into the registry and make it current; the swap is one atomic rename.
+
+        `model`: the directory's model when the caller has loaded it already (else it is loaded here).
+        """
         from models import load_model
 
         source = Path(model_dir).resolve()
-        model = load_model(source)  # refuse a directory that would not load in `serve`
+        if model is None:
+            model = load_model(source)  # refuse a directory that would not load in `serve`
         version = str(model.meta_["model_version"])
         if "/" in version or version in ("", ".", ".."):
             raise RegistryError(f"{source}: model version {version!r} cannot name a directory")

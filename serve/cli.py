@@ -340,7 +340,7 @@ def promote(
             _fail(f"not promoted: the candidate is worse ({summary}); use --force to promote anyway")
         reason = f"{reason} ({summary})".strip()
     try:
-        promotion = target.promote(model_dir, reason=reason)
+        promotion = target.promote(model_dir, reason=reason, model=candidate)
     except (RegistryError, OSError) as exc:
         _fail(str(exc))
     typer.echo(f"promoted {promotion.model_version} (previous: {promotion.previous}) -> {target.current_link}")

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from models import ModelLoadError, TagClassifier, default_model_path, load_model
-from models.base import META_FILE, read_json
+from models import TagClassifier, default_model_path, load_model
+from models.base import read_model_version
 
 __all__ = ["ModelHolder", "ReloadOutcome"]
 
@@ -61,7 +61,7 @@ class ModelHolder:
     def reload(self, only_if_changed: bool = False) -> ReloadOutcome:
         with self._swap:
             previous = self.version
-            if only_if_changed and self._version_on_disk() == previous:
+            if only_if_changed and read_model_version(self.model_dir) == previous:
                 return ReloadOutcome(False, previous, previous)
             try:
                 candidate = load_model(self.model_dir)
@@ -79,9 +79,3 @@ class ModelHolder:
         self._model = model
         self.loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.last_error = None
-
-    def _version_on_disk(self) -> str | None:
-        try:
-            return str(read_json(self.model_dir, META_FILE).get("model_version"))
-        except (ModelLoadError, AttributeError):
-            return None

@@ -7,6 +7,7 @@ client only ever holds an await, never a worker thread.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -82,13 +83,17 @@ class Metrics:
         self.reloads = Counter("kesheng_model_reloads", "Model reload attempts", ["outcome"], registry=r)
 
     def record_predictions(self, predictions: Iterable[Prediction]) -> None:
-        count = 0
+        # Counted first: each labels().inc() takes a lock (and writes a file in multiprocess mode).
+        tags: collections.Counter[str] = collections.Counter()
+        sentiments: collections.Counter[str] = collections.Counter()
         for prediction in predictions:
-            count += 1
-            for tag in prediction.tags:
-                self.tags.labels(tag).inc()
-            self.sentiments.labels(prediction.sentiment).inc()
-        self.comments.inc(count)
+            tags.update(prediction.tags)
+            sentiments[prediction.sentiment] += 1
+        for tag, count in tags.items():
+            self.tags.labels(tag).inc(count)
+        for sentiment, count in sentiments.items():
+            self.sentiments.labels(sentiment).inc(count)
+        self.comments.inc(sum(sentiments.values()))
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

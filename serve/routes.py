@@ -5,6 +5,7 @@
 import hmac
 
 from fastapi import APIRouter, HTTPException, Request, Response, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 
@@ -47,10 +48,6 @@ async def require_admin_key(request: Request, key: str | None = Security(api_key
     _check_key(key, accepted, "admin key")
 
 
-def _unprocessable(loc: str, msg: str) -> JSONResponse:
-    return JSONResponse({"detail": f"{loc}: {msg}", "errors": [{"loc": loc, "msg": msg, "type": "value_error"}]}, 422)
-
-
 def build_router(request_models: RequestModels) -> APIRouter:
     TagRequest = request_models.tag_request
     FeedbackRequest = request_models.feedback_request
@@ -74,7 +71,8 @@ def build_router(request_models: RequestModels) -> APIRouter:
         taxonomy = request.app.state.holder.model.taxonomy_
         for i, name in enumerate(body.tags):
             if name not in taxonomy.names:
-                return _unprocessable(f"tags[{i}]", f"unknown tag {name!r}; this model's tags: {list(taxonomy.names)}")
+                message = f"unknown tag {name!r}; this model's tags: {list(taxonomy.names)}"
+                raise RequestValidationError([{"type": "value_error", "loc": ("body", "tags", i), "msg": message}])
         record = request.app.state.store.append(
             text=body.text, tags=body.tags, judged_tags=taxonomy.names, sentiment=body.sentiment,
             comment_id=None if body.id is None else str(body.id), model_version=body.model_version,
@@ -84,7 +82,7 @@ def build_router(request_models: RequestModels) -> APIRouter:
         return FeedbackAccepted(feedback_id=record.seq, received_at=record.received_at, judged_tags=list(record.judged_tags))
 
     @router.get("/model", response_model=ModelInfo, responses=ERRORS, dependencies=[Security(require_api_key)])
-    def model_info(request: Request):
+    async def model_info(request: Request):
         """The model serving now: version, type, tags with Chinese names and thresholds, metrics."""
         holder = request.app.state.holder
         model = holder.model
@@ -99,16 +97,16 @@ def build_router(request_models: RequestModels) -> APIRouter:
         )
 
     @router.get("/health")
-    def health():
+    async def health():
         """Liveness: the process answers."""
         return {"status": "ok"}
 
     @router.get("/ready", responses={503: {"model": ErrorResponse, "description": "No model loaded"}})
-    def ready(request: Request):
+    async def ready(request: Request):
         """Readiness: a model is loaded and requests will be served."""
         holder = getattr(request.app.state, "holder", None)
         if holder is None or not holder.ready:
-            return JSONResponse({"detail": "model not loaded", "errors": []}, 503)
+            raise HTTPException(503, "model not loaded")
         return {"status": "ready", "model_version": holder.version}
 
     @router.post("/admin/reload", responses=ERRORS, dependencies=[Security(require_admin_key)])

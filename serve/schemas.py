@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -48,12 +49,13 @@ FEEDBACK_EXAMPLE = {
 }
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _no_lone_surrogates(value: str | None) -> str | None:
     # JSON allows "\ud800"; such a string can never be encoded back to UTF-8 in the response.
-    if value is not None:
-        for position, char in enumerate(value):
-            if "\ud800" <= char <= "\udfff":
-                raise ValueError(f"unpaired UTF-16 surrogate {char!r} at character {position}")
+    if value is not None and (found := _LONE_SURROGATE.search(value)):
+        raise ValueError(f"unpaired UTF-16 surrogate {found.group()!r} at character {found.start()}")
     return value
 
 

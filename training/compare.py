@@ -67,6 +67,9 @@ def compare_models(
     rng = np.random.default_rng(seed)
     n = len(data)
     resample = rng.integers(0, n, size=(n_bootstrap, n))
+    # 0/1 per row and tag, once: the per-tag and the macro figures both use them.
+    tagged_a = {name: np.array([int(name in p.tags) for p in predictions_a]) for name in data.taxonomy.names}
+    tagged_b = {name: np.array([int(name in p.tags) for p in predictions_b]) for name in data.taxonomy.names}
     tags = {}
     for j, name in enumerate(data.taxonomy.names):
         known = np.flatnonzero(data.tags[:, j] >= 0)
@@ -75,17 +78,17 @@ def compare_models(
             tags[name] = entry
             continue
         y = data.tags[:, j]
-        p_a = np.array([int(name in p.tags) for p in predictions_a])
-        p_b = np.array([int(name in p.tags) for p in predictions_b])
+        p_a, p_b = tagged_a[name], tagged_b[name]
         # Resample among the rows that label this tag, with the same draws for both models.
         rows = known[resample[:, : len(known)] % len(known)]
-        if name in names_a:
-            entry["a"] = _interval(_f1_counts(y[known], p_a[known]), _f1_counts(y[rows], p_a[rows])).as_dict()
-        if name in names_b:
-            entry["b"] = _interval(_f1_counts(y[known], p_b[known]), _f1_counts(y[rows], p_b[rows])).as_dict()
-        if name in names_a and name in names_b:
-            diff_samples = _f1_counts(y[rows], p_b[rows]) - _f1_counts(y[rows], p_a[rows])
-            entry["b_minus_a"] = _interval(entry["b"]["value"] - entry["a"]["value"], diff_samples).as_dict()
+        samples_a = _f1_counts(y[rows], p_a[rows]) if name in names_a else None
+        samples_b = _f1_counts(y[rows], p_b[rows]) if name in names_b else None
+        if samples_a is not None:
+            entry["a"] = _interval(_f1_counts(y[known], p_a[known]), samples_a).as_dict()
+        if samples_b is not None:
+            entry["b"] = _interval(_f1_counts(y[known], p_b[known]), samples_b).as_dict()
+        if samples_a is not None and samples_b is not None:
+            entry["b_minus_a"] = _interval(entry["b"]["value"] - entry["a"]["value"], samples_b - samples_a).as_dict()
             differ = known[p_a[known] != p_b[known]]
             entry["disagreements"] = int(len(differ))
             entry["a_right"] = int((p_a[differ] == y[differ]).sum())
@@ -99,7 +102,7 @@ def compare_models(
     common = [name for name, e in tags.items() if "b_minus_a" in e]
     result = {"n": n, "model_a": _describe(model_a), "model_b": _describe(model_b), "tags": tags}
     if common:
-        result["macro_f1_common_tags"] = _macro(common, data, predictions_a, predictions_b, resample)
+        result["macro_f1_common_tags"] = _macro(common, data, tagged_a, tagged_b, resample)
     result["sentiment_macro_f1"] = _sentiment(data, predictions_a, predictions_b, resample)
     return result
 
@@ -108,15 +111,14 @@ def _describe(model: TagClassifier) -> dict:
     return {"version": model.meta_.get("model_version"), "type": model.model_type, "tags": list(model.taxonomy_.names)}
 
 
-def _macro(common: list[str], data: LabeledSet, pa: list[Prediction], pb: list[Prediction], resample: np.ndarray) -> dict:
+def _macro(common: list[str], data: LabeledSet, tagged_a: dict, tagged_b: dict, resample: np.ndarray) -> dict:
     idx = [data.taxonomy.names.index(name) for name in common]
     complete = np.flatnonzero((data.tags[:, idx] >= 0).all(axis=1))
     rows = complete[resample[:, : len(complete)] % len(complete)]
     per_a, per_b, per_a_s, per_b_s = [], [], [], []
     for name, j in zip(common, idx):
         y = data.tags[:, j]
-        p_a = np.array([int(name in p.tags) for p in pa])
-        p_b = np.array([int(name in p.tags) for p in pb])
+        p_a, p_b = tagged_a[name], tagged_b[name]
         per_a.append(_f1_counts(y[complete], p_a[complete]))
         per_b.append(_f1_counts(y[complete], p_b[complete]))
         per_a_s.append(_f1_counts(y[rows], p_a[rows]))
