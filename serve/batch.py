@@ -93,8 +93,8 @@ def partial_dir_for(target: Path) -> Path:
 # What a chunk turns into; the same functions serve local workers and the distributed engine.
 
 
-def prediction_columns(model_or_tags: TagClassifier | Sequence[str]) -> list[str]:
-    names = model_or_tags.taxonomy_.names if isinstance(model_or_tags, TagClassifier) else tuple(model_or_tags)
+def prediction_columns(tag_names: Sequence[str]) -> list[str]:
+    names = tuple(tag_names)
     return [*names, *(f"{n}_score" for n in names), "sentiment", "sentiment_score", "evidence", "notes"]
 
 
@@ -171,13 +171,16 @@ class ChunkTagger:
     def __init__(self, model: TagClassifier, plan: OutputPlan):
         self.model = model
         self.plan = plan
+        # Only JSONL rows can carry keys beyond the first row's; a set keeps the per-row check O(columns).
+        self._check_extra = plan.carry_all and plan.fmt != "jsonl"
+        self._carried = frozenset(plan.carried)
 
     def __call__(self, chunk: Chunk) -> ChunkResult:
         plan = self.plan
         texts, notes = [], []
         for row, row_notes in zip(chunk.rows, chunk.notes):
             text, text_notes = text_for_model(row.get(plan.text_field))
-            extra = [k for k in row if k not in plan.carried] if plan.carry_all and plan.fmt != "jsonl" else []
+            extra = [k for k in row if k not in self._carried] if self._check_extra else []
             if extra:
                 fields = json.dumps({k: row[k] for k in extra}, ensure_ascii=False, default=str)
                 text_notes.append(f"extra fields: fields not in the first row, kept here: {fields}")
@@ -474,7 +477,8 @@ class _TextSink:
         self.handle.write(payload)
         self.size += len(payload)
 
-    def commit(self) -> int:
+    def commit(self, index: int | None = None) -> int:
+        """Make the written bytes durable; returns the committed size (`index` is the parts sink's)."""
         self.handle.flush()
         os.fsync(self.handle.fileno())
         return self.size
@@ -504,7 +508,7 @@ class _PartsSink:
     def write(self, payload) -> None:
         self.pending = payload
 
-    def commit_chunk(self, index: int) -> int:
+    def commit(self, index: int) -> int:
         import pyarrow.parquet as pq
 
         temporary = self.directory / f"part-{index:07d}.tmp"
@@ -517,6 +521,10 @@ class _PartsSink:
         return sorted(self.directory.glob("part-*.parquet"))
 
     def finish(self, target: Path, plan: OutputPlan) -> None:
+        if not self.parts():
+            # An input with a header and no rows still gets typed columns.
+            self.write(_empty_payload(plan))
+            self.commit(0)
         temporary = self.directory / f"final{target.suffix}"
         if plan.fmt == "parquet":
             _merge_parquet(self.parts(), temporary, plan)
@@ -575,11 +583,9 @@ def _merge_parquet(parts: list[Path], destination: Path, plan: OutputPlan) -> No
             writer.write_table(_conform(pq.read_table(part), schema))
 
 
-def _xlsx_value(value):
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-
+def _xlsx_value(value, illegal_characters):
     if isinstance(value, str):
-        return ILLEGAL_CHARACTERS_RE.sub("", value)
+        return illegal_characters.sub("", value)
     if isinstance(value, (dict, list, bytes)):
         return cell_text(value)
     if getattr(value, "tzinfo", None) is not None:
@@ -590,15 +596,17 @@ def _xlsx_value(value):
 def _merge_xlsx(parts: list[Path], destination: Path, plan: OutputPlan) -> None:
     import pyarrow.parquet as pq
     from openpyxl import Workbook
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
     book = Workbook(write_only=True)
     sheet = book.create_sheet("tagged")
-    sheet.append(plan.header())
+    header = plan.header()
+    sheet.append(header)
     for part in parts:
         table = pq.read_table(part)
         for batch in table.to_batches(max_chunksize=2000):
             for row in batch.to_pylist():
-                sheet.append([_xlsx_value(row.get(name)) for name in plan.header()])
+                sheet.append([_xlsx_value(row.get(name), ILLEGAL_CHARACTERS_RE) for name in header])
     book.save(destination)
 
 
@@ -624,7 +632,6 @@ class _ProgressBar:
 
     def __init__(self, enabled: bool, label: str, total: int | None, rows_before: int):
         self.enabled = enabled
-        self.rows = rows_before
         self.rows_before = rows_before
         self.started = time.perf_counter()
         if not enabled:
@@ -647,7 +654,6 @@ class _ProgressBar:
         self.progress.start()
 
     def update(self, rows_done: int, units_done: int) -> None:
-        self.rows = rows_done
         if self.enabled:
             elapsed = max(time.perf_counter() - self.started, 1e-9)
             self.progress.update(self.task, completed=units_done, rows=rows_done, rate=(rows_done - self.rows_before) / elapsed)
@@ -692,6 +698,7 @@ def tag_file(
     tag_names = tuple(loaded.taxonomy_.names)
     reader = _open(source, options)
     sink = None
+    run = None
     try:
         plan = _plan(reader, tag_names, out_fmt, options)
         settings = {k: v for k, v in asdict(options).items() if k not in ("overwrite", "workers", "restart", "progress", "encoding")}
@@ -724,14 +731,11 @@ def tag_file(
                 if out_fmt == "xlsx" and run.state["rows_done"] + result.rows > XLSX_MAX_DATA_ROWS:
                     raise BatchInputError(f"{source} has more than {XLSX_MAX_DATA_ROWS:,} rows, the most an XLSX sheet holds; write CSV or Parquet")
                 sink.write(result.payload)
-                committed = sink.commit() if isinstance(sink, _TextSink) else sink.commit_chunk(result.index)
+                committed = sink.commit(result.index)
                 run.commit(result, committed)
                 bar.update(run.state["rows_done"], reader.progress_done())
         finally:
             bar.close()
-        if isinstance(sink, _PartsSink) and not sink.parts():
-            sink.write(_empty_payload(plan))
-            sink.commit_chunk(0)
         sink.finish(target, plan)
         sink = None
         run.remove()
@@ -740,14 +744,14 @@ def tag_file(
         if sink is not None:
             sink.close()
             sink = None
-        if "run" in locals() and not isinstance(exc, _BrokenPartial):
+        if run is not None and not isinstance(exc, _BrokenPartial):
             run.remove()
         raise
     finally:
         if sink is not None:
             sink.close()
         reader.close()
-        if "run" in locals():
+        if run is not None:
             run.release()
     problems = run.state["problems"]
     return TagFileResult(

@@ -137,7 +137,7 @@ def choose_encoding(path: Path, explicit: str | None = None) -> DecodingChoice:
     elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         candidates = [("utf-16", "UTF-16 (with BOM)")]
     else:
-        candidates = [("utf-8", "UTF-8"), ("gb18030", "GB18030")]
+        candidates = [(encoding, encoding.upper()) for encoding in AUTO_ENCODINGS]
     tried = []
     for encoding, label in candidates:
         bad, non_ascii, first_bad = _count_bad_bytes(path, encoding)

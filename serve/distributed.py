@@ -71,8 +71,6 @@ class _RayTagger:
     def __call__(self, batch: "pd.DataFrame") -> "pd.DataFrame":
         texts, notes = [], []
         for value in batch[self.text_field].tolist():
-            if value is not None and value != value:  # pandas NaN for a missing cell
-                value = None
             text, text_notes = text_for_model(value)
             texts.append(text)
             notes.append(text_notes)

@@ -292,7 +292,7 @@ class _Aggregator:
         data = self.data
         for tag in data.tags:
             pool = self.candidates.get(tag)
-            data.examples[tag] = _representative(pool, data, tag, self.options.examples) if pool is not None else []
+            data.examples[tag] = _representative(pool, data, self.options.examples) if pool is not None else []
             data.scenarios[tag] = self.scenario_counts[tag].most_common(6)
         if data.trend is not None:
             data.trend = data.trend.sort_index()
@@ -310,7 +310,7 @@ def _evidence_phrases(raw, tag: str) -> set[str]:
     return {s["text"].strip() for s in spans if isinstance(s, dict) and s.get("tag") == tag and len(str(s.get("text", "")).strip()) >= 2}
 
 
-def _representative(pool: pd.DataFrame, data: ReportData, tag: str, count: int) -> list[dict]:
+def _representative(pool: pd.DataFrame, data: ReportData, count: int) -> list[dict]:
     """Clear, typical comments: highest score first, but neither fragments nor essays."""
     lengths = pool["text"].str.len()
     tier = np.where((lengths >= 8) & (lengths <= 80), 0, np.where((lengths >= 6) & (lengths <= 150), 1, 2))
