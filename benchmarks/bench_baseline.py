@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def sample_texts(corpus_dir: str, n: int, seed: int) -> list[str]:
-    from training.corpus import read_corpus
+    from kesheng.training.corpus import read_corpus
 
     texts = [t for t in read_corpus(corpus_dir).values() if t.strip()]
     random.Random(seed).shuffle(texts)
@@ -36,7 +36,7 @@ def peak_mb() -> float:
 
 def stage_load(model: str) -> dict:
     started = time.perf_counter()
-    from models import load_model
+    from kesheng.stores.registry import load_model
 
     loaded = load_model(model or None)
     loaded.predict(["预热"])
@@ -44,7 +44,7 @@ def stage_load(model: str) -> dict:
 
 
 def stage_predict(model: str, corpus_dir: str, n: int) -> dict:
-    from models import load_model
+    from kesheng.stores.registry import load_model
 
     texts = sample_texts(corpus_dir, n, seed=1)
     loaded = load_model(model or None)
@@ -63,11 +63,10 @@ def stage_predict(model: str, corpus_dir: str, n: int) -> dict:
 
 
 def stage_train(model: str, corpus_dir: str, n: int) -> dict:
-    from models import load_model
-    from training.config import TrainConfig
-    from training.train import train
-
-    from training.data import dedupe_key
+    from kesheng.stores.registry import load_model
+    from kesheng.training.config import TrainConfig
+    from kesheng.training.data import dedupe_key
+    from kesheng.training.train import train
 
     # Near-identical texts would get different teacher labels and be rejected as conflicts.
     unique: dict[str, str] = {}
@@ -114,9 +113,9 @@ def main() -> None:
                   "train": lambda: stage_train(args.model, args.corpus_dir, args.n_train)}[args.stage]()
         print(json.dumps(result))
         return
-    from models import default_model_path
+    from kesheng.stores.registry import resolve_model
 
-    model_dir = Path(args.model) if args.model else default_model_path()
+    model_dir = Path(args.model) if args.model else resolve_model()
     size = sum(f.stat().st_size for f in model_dir.iterdir()) / 2**20
     load = min((run_stage("load", args) for _ in range(3)), key=lambda r: r["load_seconds"])
     predict = run_stage("predict", args)

@@ -32,7 +32,7 @@ CLAUSE_END = re.compile(r"(?<=[，。！？!?,；;])")
 
 def clauses_from_pool(corpus_dir: str) -> dict[str, list[str]]:
     sys.path.insert(0, str(ROOT))
-    from training.corpus import read_corpus, source_of
+    from kesheng.training.corpus import read_corpus, source_of
 
     by_source: dict[str, list[str]] = {}
     for row_id, text in read_corpus(corpus_dir).items():
@@ -80,7 +80,7 @@ def _tree_rss_mb(root_pid: int) -> float:
 
 def run_tag(source: Path, output: Path, workers: int) -> dict:
     script = shutil.which("kesheng", path=str(Path(sys.executable).parent))
-    command = [script] if script else [sys.executable, "-m", "serve.cli"]
+    command = [script] if script else [sys.executable, "-m", "kesheng"]
     command += ["tag", "-i", str(source), "-o", str(output), "--workers", str(workers), "--overwrite", "--no-progress"]
     load_before = os.getloadavg()
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)

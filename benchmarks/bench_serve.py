@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def sample_texts(corpus_dir: str | None, n: int, seed: int, max_chars: int) -> list[str]:
-    from training.corpus import read_corpus
+    from kesheng.training.corpus import read_corpus
 
     texts = [t for t in read_corpus(corpus_dir).values() if t.strip() and len(t) <= max_chars]
     random.Random(seed).shuffle(texts)
@@ -152,7 +152,7 @@ def main() -> None:
     texts = sample_texts(args.corpus_dir, 5000, seed=7, max_chars=args.max_chars)
     port = free_port()
     logs = tempfile.NamedTemporaryFile(prefix="kesheng-bench-serve-", suffix=".log", delete=False)
-    command = [sys.executable, "-m", "serve.cli", "serve", "--port", str(port), "--workers", str(args.workers)]
+    command = [sys.executable, "-m", "kesheng", "serve", "--port", str(port), "--workers", str(args.workers)]
     if args.model:
         command += ["--model", args.model]
     env = {**os.environ, "KESHENG_FEEDBACK_DB": str(Path(tempfile.mkdtemp()) / "feedback.sqlite3")}

@@ -35,7 +35,7 @@ def peak_mb() -> float:
 
 
 def comments(corpus_dir: str, n: int, seed: int = 1) -> list[str]:
-    from training.corpus import read_corpus
+    from kesheng.training.corpus import read_corpus
 
     texts = [t for t in read_corpus(corpus_dir).values() if 45 <= len(t.strip()) <= 80]
     random.Random(seed).shuffle(texts)
@@ -43,7 +43,7 @@ def comments(corpus_dir: str, n: int, seed: int = 1) -> list[str]:
 
 
 def load(model: str, runtime: str | None):
-    from models import load_model
+    from kesheng.stores.registry import load_model
 
     loaded = load_model(model or None)
     if runtime:
@@ -52,8 +52,8 @@ def load(model: str, runtime: str | None):
 
 
 def stage_quality(model: str, runtime: str | None, corpus_dir: str) -> dict:
-    from training.corpus import load_corpus_splits
-    from training.evaluate import evaluate
+    from kesheng.training.corpus import load_corpus_splits
+    from kesheng.training.evaluate import evaluate
 
     test = load_corpus_splits(LABELS, corpus_dir)["test"]
     loaded = load(model, runtime)

@@ -23,12 +23,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.baseline import TfidfLinearClassifier  # noqa: E402
-from models.schema import DEFAULT_TAXONOMY  # noqa: E402
-from training.active import suggest  # noqa: E402
-from training.corpus import load_corpus_splits  # noqa: E402
-from training.data import LabeledSet  # noqa: E402
-from training.evaluate import choose_thresholds, evaluate  # noqa: E402
+from kesheng.models.baseline import TfidfLinearClassifier  # noqa: E402
+from kesheng.models.schema import DEFAULT_TAXONOMY  # noqa: E402
+from kesheng.training.active import suggest  # noqa: E402
+from kesheng.training.corpus import load_corpus_splits  # noqa: E402
+from kesheng.training.data import LabeledSet  # noqa: E402
+from kesheng.training.evaluate import choose_thresholds, evaluate  # noqa: E402
 
 
 def fit(train: LabeledSet, dev: LabeledSet) -> TfidfLinearClassifier:

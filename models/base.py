@@ -17,7 +17,6 @@ import math
 import os
 import platform
 import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from datetime import datetime, timezone
 from importlib import metadata
@@ -26,9 +25,10 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from models.card import CARD_FILE, render_card
-from models.prediction import Prediction
-from models.schema import SENTIMENTS, Taxonomy
+from kesheng.files.atomic import replace_directory, staging_directory
+from kesheng.models.card import CARD_FILE, render_card
+from kesheng.models.prediction import Prediction
+from kesheng.models.schema import SENTIMENTS, Taxonomy
 
 __all__ = ["FORMAT_VERSION", "ModelLoadError", "TagClassifier", "library_versions", "read_json"]
 
@@ -187,8 +187,7 @@ class TagClassifier(ABC):
         target = Path(path)
         if target.exists() and not overwrite:
             raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        staging = staging_directory(target)
         try:
             self._save_weights(staging)
             labels = {
@@ -207,14 +206,7 @@ class TagClassifier(ABC):
             (staging / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
             self.meta_ = meta
             (staging / CARD_FILE).write_text(render_card(self), encoding="utf-8")
-            if target.exists():
-                backup = target.with_name(f".{target.name}.old")
-                shutil.rmtree(backup, ignore_errors=True)
-                target.rename(backup)
-                staging.rename(target)
-                shutil.rmtree(backup, ignore_errors=True)
-            else:
-                staging.rename(target)
+            replace_directory(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

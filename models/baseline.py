@@ -14,11 +14,11 @@ from typing import Sequence
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from models.base import WEIGHTS_FILE, ModelLoadError, TagClassifier, check_fit_inputs, library_versions, read_json, sigmoid, softmax
-from models.evidence import tag_evidence
-from models.features import Analysis, FeatureParams, TfidfFeaturizer
-from models.prediction import Evidence, Prediction
-from models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
+from kesheng.models.base import WEIGHTS_FILE, ModelLoadError, TagClassifier, check_fit_inputs, library_versions, read_json, sigmoid, softmax
+from kesheng.models.evidence import tag_evidence
+from kesheng.models.features import Analysis, FeatureParams, TfidfFeaturizer
+from kesheng.models.prediction import Evidence, Prediction
+from kesheng.models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
 
 __all__ = ["BaselineParams", "TfidfLinearClassifier"]
 

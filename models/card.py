@@ -10,7 +10,7 @@ import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from models.base import TagClassifier
+    from kesheng.models.base import TagClassifier
 
 __all__ = ["CARD_FILE", "render_card"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.prediction import Evidence
-from nlp.normalize import NormalizedText, is_punctuation
+from kesheng.models.prediction import Evidence
+from kesheng.nlp.normalize import NormalizedText, is_punctuation
 
 __all__ = ["spans_from_contributions", "tag_evidence"]
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import math
 import re
-from itertools import repeat
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Iterable
 
 import numpy as np
 import scipy.sparse as sp
 
-from nlp import NormalizedText, WordTokenizer, normalize
+from kesheng.nlp import NormalizedText, WordTokenizer, normalize
 
 __all__ = ["Analysis", "FeatureParams", "TfidfFeaturizer"]
 

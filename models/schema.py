@@ -146,7 +146,7 @@ class Taxonomy:
 
 
 def bundled_taxonomy_path() -> Path:
-    return Path(str(resources.files("models") / "resources" / "taxonomy.json"))
+    return Path(str(resources.files("kesheng.models") / "resources" / "taxonomy.json"))
 
 
 # The four service-quality problems of the reports; other tag sets are taxonomy files.

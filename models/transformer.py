@@ -33,11 +33,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from models.base import WEIGHTS_FILE, ModelLoadError, TagClassifier, check_fit_inputs, library_versions, read_json, sigmoid, softmax
-from models.evidence import tag_evidence
-from models.prediction import Prediction
-from models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
-from nlp import NormalizedText, normalize
+from kesheng.models.base import WEIGHTS_FILE, ModelLoadError, TagClassifier, check_fit_inputs, library_versions, read_json, sigmoid, softmax
+from kesheng.models.evidence import tag_evidence
+from kesheng.models.prediction import Prediction
+from kesheng.models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
+from kesheng.nlp import NormalizedText, normalize
 
 __all__ = ["TransformerClassifier", "TransformerParams"]
 
@@ -317,7 +317,7 @@ class TransformerClassifier(TagClassifier):
         and training stops after `patience` epochs without improvement. Without `eval_fn`
         all epochs run.
         """
-        from models import transformer_torch
+        from kesheng.models import transformer_torch
 
         n_tags = len(self.taxonomy.names)
         tag_matrix = check_fit_inputs(texts, tag_matrix, sentiments, n_tags)
@@ -402,7 +402,7 @@ class TransformerClassifier(TagClassifier):
 
     def _module(self):
         if getattr(self, "_torch_module", None) is None:
-            from models import transformer_torch
+            from kesheng.models import transformer_torch
 
             self._torch_module = transformer_torch.module_from_arrays(
                 self.encoder_config_, self._weights_path, len(self.taxonomy_.names), len(SENTIMENTS), self.params

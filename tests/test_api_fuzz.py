@@ -14,9 +14,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from models import default_model_path
-from serve.app import create_app
-from serve.settings import Settings
+from kesheng.serve.api.app import create_app
+from kesheng.serve.api.settings import Settings
+from kesheng.stores.registry import resolve_model
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 _store_dir = tempfile.TemporaryDirectory(prefix="kesheng-fuzz-")
 app = create_app(
     Settings(
-        model_dir=default_model_path(),
+        model_dir=resolve_model(),
         feedback_db=Path(_store_dir.name) / "feedback.sqlite3",
         max_comments=8,
         max_text_chars=200,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from models.baseline import TfidfLinearClassifier
+from kesheng.models.baseline import TfidfLinearClassifier
 
 TEXTS = ["等了两个小时才送到", "送餐太慢了", "客服态度太差", "味道不错", "送得很快，好吃", "骑手态度很好", "又慢又难吃", "客服挂我电话"] * 3
 

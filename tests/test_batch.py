@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from serve.batch import BatchInputError, TagFileOptions, partial_dir_for, tag_file
+from kesheng.serve.batch import InputFileError, TagFileOptions, tag_file
+from kesheng.serve.batch.journal import partial_dir_for
 from tests.batch_helpers import read_output, survey_rows, write_rows
 
 FORMATS = ["csv", "tsv", "jsonl", "xlsx", "parquet"]
@@ -138,9 +139,9 @@ def test_resume_refuses_a_changed_input_until_restart(model, tmp_path, monkeypat
         with pytest.raises(Crash):
             tag_file(model, source, target, options)
     write_rows(source, survey_rows(60))
-    with pytest.raises(BatchInputError, match=r"different input.*--restart"):
+    with pytest.raises(InputFileError, match=r"different input.*--restart"):
         tag_file(model, source, target, options)
-    with pytest.raises(BatchInputError, match=r"settings.chunk_rows"):
+    with pytest.raises(InputFileError, match=r"settings.chunk_rows"):
         write_rows(source, survey_rows(50))
         tag_file(model, source, target, TagFileOptions(chunk_rows=20))
     write_rows(source, survey_rows(60))
@@ -154,7 +155,7 @@ def test_resume_after_the_process_is_killed(model_dir, tmp_path):
     source = write_rows(tmp_path / "in.csv", survey_rows(8000))
     target = tmp_path / "out.csv"
     script = (
-        "import sys; from serve.batch import tag_file, TagFileOptions; "
+        "import sys; from kesheng.serve.batch import tag_file, TagFileOptions; "
         "tag_file(sys.argv[1], sys.argv[2], sys.argv[3], TagFileOptions(chunk_rows=100, workers=2))"
     )
     process = subprocess.Popen([sys.executable, "-c", script, str(model_dir), str(source), str(target)], cwd=ROOT, start_new_session=True)
@@ -183,7 +184,7 @@ def test_resume_after_the_process_is_killed(model_dir, tmp_path):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_missing_text_column_lists_the_available_ones(model, tmp_path, rows, fmt):
     source = write_rows(tmp_path / f"in.{fmt}", rows)
-    with pytest.raises(BatchInputError, match=r"'comment' not found.*resp_id.*channel"):
+    with pytest.raises(InputFileError, match=r"'comment' not found.*resp_id.*channel"):
         tag_file(model, source, tmp_path / "out.csv", TagFileOptions(text_field="comment"))
     assert not (tmp_path / "out.csv").exists() and not partial_dir_for(tmp_path / "out.csv").exists()
 
@@ -192,7 +193,7 @@ def test_missing_text_column_lists_the_available_ones(model, tmp_path, rows, fmt
 def test_empty_file_is_a_clear_error(model, tmp_path, fmt):
     source = tmp_path / f"in.{fmt}"
     source.write_bytes(b"")
-    with pytest.raises(BatchInputError, match="empty file"):
+    with pytest.raises(InputFileError, match="empty file"):
         tag_file(model, source, tmp_path / "out.csv")
 
 
@@ -216,7 +217,7 @@ def test_malformed_csv_rows_are_kept_and_marked(model, tmp_path):
     assert "line 4 has 2 fields" in out[2]["notes"] and out[2]["text"] == "字段太少"
     assert out[0]["notes"] == "" and out[3]["notes"] == ""
     assert result.problems["malformed row"] == 2 and result.problem_rows["malformed row"] == [1, 2]
-    with pytest.raises(BatchInputError, match="line 3 has 5 fields"):
+    with pytest.raises(InputFileError, match="line 3 has 5 fields"):
         tag_file(model, source, tmp_path / "strict.csv", TagFileOptions(strict=True))
     assert not (tmp_path / "strict.csv").exists() and not partial_dir_for(tmp_path / "strict.csv").exists()
 
@@ -246,7 +247,7 @@ def test_encoding_is_detected_and_named(model, tmp_path, encoding, label):
 def test_undecodable_file_names_the_encodings_tried(model, tmp_path):
     source = tmp_path / "in.csv"
     source.write_bytes(b"id,text\n1," + bytes([0x81, 0x20, 0xFF, 0xFE, 0x80]) * 50 + b"\n")
-    with pytest.raises(BatchInputError, match=r"UTF-8: \d+ bad bytes.*GB18030.*--encoding"):
+    with pytest.raises(InputFileError, match=r"UTF-8: \d+ bad bytes.*GB18030.*--encoding"):
         tag_file(model, source, tmp_path / "out.csv")
     result = tag_file(model, source, tmp_path / "out.csv", TagFileOptions(encoding="utf-8"))
     assert result.replaced_bytes > 0 and result.problems["unreadable text"] == 1
@@ -267,7 +268,7 @@ def test_existing_output_is_refused_unless_overwrite(model, tmp_path, rows):
     source = write_rows(tmp_path / "in.parquet", rows)
     target = tmp_path / "out.xlsx"
     target.write_bytes(b"keep me")
-    with pytest.raises(BatchInputError, match="exists; pass --overwrite"):
+    with pytest.raises(InputFileError, match="exists; pass --overwrite"):
         tag_file(model, source, target)
     assert target.read_bytes() == b"keep me"
     assert tag_file(model, source, target, TagFileOptions(overwrite=True)).rows == len(rows)
@@ -277,19 +278,19 @@ def test_existing_output_is_refused_unless_overwrite(model, tmp_path, rows):
 def test_damaged_binary_files_are_a_clear_error(model, tmp_path, fmt):
     source = tmp_path / f"in.{fmt}"
     source.write_bytes(b"PK\x03\x04 this is not really a workbook" if fmt == "xlsx" else b"PAR1 truncated")
-    with pytest.raises(BatchInputError, match=f"not a readable {'XLSX' if fmt == 'xlsx' else 'Parquet'}"):
+    with pytest.raises(InputFileError, match=f"not a readable {'XLSX' if fmt == 'xlsx' else 'Parquet'}"):
         tag_file(model, source, tmp_path / "out.csv")
 
 
 def test_tagged_columns_in_the_input_are_not_overwritten(model, tmp_path):
     source = tmp_path / "in.csv"
     source.write_text("text,sentiment\n好,positive\n", encoding="utf-8")
-    with pytest.raises(BatchInputError, match=r"\['sentiment'\].*--keep"):
+    with pytest.raises(InputFileError, match=r"\['sentiment'\].*--keep"):
         tag_file(model, source, tmp_path / "out.csv")
 
 
 def test_unsupported_extension_lists_formats(model, tmp_path):
-    with pytest.raises(BatchInputError, match=r"unsupported file type '.txt'.*\.parquet"):
+    with pytest.raises(InputFileError, match=r"unsupported file type '.txt'.*\.parquet"):
         tag_file(model, tmp_path / "in.txt", tmp_path / "out.csv")
 
 
@@ -303,7 +304,7 @@ def test_progress_bar_shows_rows_rate_and_eta(model, tmp_path, capsys):
 def test_cli_tags_xlsx_to_parquet_with_workers_and_reports_encoding(model_dir, tmp_path):
     from typer.testing import CliRunner
 
-    from serve.cli import app
+    from kesheng.cli.main import app
 
     source = write_rows(tmp_path / "in.csv", survey_rows(30))
     source.write_bytes(source.read_text(encoding="utf-8").encode("gb18030"))
@@ -326,6 +327,6 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(model, 
     partial.mkdir()
     with open(partial / "lock", "a+") as held:  # what a running `kesheng tag` holds
         fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(BatchInputError, match="another kesheng tag is writing"):
+        with pytest.raises(InputFileError, match="another kesheng tag is writing"):
             tag_file(model, source, target)
     assert tag_file(model, source, target).rows == len(rows)

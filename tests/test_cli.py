@@ -9,8 +9,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from serve.cli import app
-from tests.conftest import labeled, write_jsonl
+from kesheng.cli.main import app
+from tests.labeled_rows import labeled, write_jsonl
 
 runner = CliRunner()
 
@@ -22,8 +22,8 @@ def run(*args):
 def test_tag_arguments_print_one_json_line_each(model_dir):
     result = run("tag", "--model", model_dir, "等了半小时都没人接电话", "", "菜有点咸")
     assert result.exit_code == 0, result.output
-    lines = [json.loads(l) for l in result.stdout.splitlines()]
-    assert [l["id"] for l in lines] == [0, 1, 2]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["id"] for row in lines] == [0, 1, 2]
     assert lines[1]["tags"] == [] and lines[1]["notes"] == ["empty text"]
 
 
@@ -32,7 +32,7 @@ def test_tag_jsonl_file_with_custom_fields(model_dir, tmp_path):
     out = tmp_path / "out.jsonl"
     result = run("tag", "--model", model_dir, "-i", source, "-o", out, "--text-field", "body", "--id-field", "ticket")
     assert result.exit_code == 0, result.output
-    rows = [json.loads(l) for l in out.read_text(encoding="utf-8").splitlines()]
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["id"] for r in rows] == ["T-1", "T-2", "T-3"]
     assert rows[1]["notes"] == ["missing text"] and rows[2]["notes"] == ["missing text"]
 
@@ -85,7 +85,7 @@ def test_broken_jsonl_line_is_kept_and_marked_by_default(model_dir, tmp_path):
     out = tmp_path / "out.jsonl"
     result = run("tag", "--model", model_dir, "-i", source, "-o", out)
     assert result.exit_code == 0, result.output
-    rows = [json.loads(l) for l in out.read_text(encoding="utf-8").splitlines()]
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["id"] for r in rows] == [0, 1, 2]
     assert "line 2 is not valid JSON" in rows[1]["notes"][0] and '{"text": ' in rows[1]["notes"][0]
     assert "1 rows with 'malformed row' kept and marked" in result.output

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from models import Prediction, load_model
-from models.schema import SENTIMENTS
+from kesheng.models import Prediction, load_model
+from kesheng.models.schema import SENTIMENTS
 
 TEXTS = [
     "等了半小时都没人接电话",

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from training.config import TrainConfig, bundled_config
-from training.corpus import SOURCES, CorpusError, load_corpus_labels, read_corpus, read_label_file
-from training.data import DataValidationError
+from kesheng.training.config import TrainConfig, bundled_config
+from kesheng.training.corpus import SOURCES, CorpusError, load_corpus_labels, read_corpus, read_label_file
+from kesheng.training.data import DataValidationError
 
 LABELS_DIR = Path(__file__).resolve().parents[1] / "training" / "labels"
 POOL = Path(os.environ.get("KESHENG_CORPUS_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "pool"))
@@ -125,7 +125,7 @@ def test_bundled_config_resolves_its_paths():
 
 
 def test_cohen_kappa_known_values():
-    from training.label_quality import cohen_kappa
+    from kesheng.training.label_quality import cohen_kappa
 
     assert cohen_kappa([1, 1, 0, 0], [1, 1, 0, 0]) == 1.0
     assert cohen_kappa([1, 0, 1, 0], [0, 1, 0, 1]) == -1.0
@@ -136,7 +136,7 @@ def test_cohen_kappa_known_values():
 
 
 def test_agreement_report_on_the_project_double_labels():
-    from training.label_quality import agreement
+    from kesheng.training.label_quality import agreement
 
     report = agreement(LABELS_DIR / "double_a.jsonl", LABELS_DIR / "double_b.jsonl")
     assert report["n"] == 300
@@ -144,7 +144,7 @@ def test_agreement_report_on_the_project_double_labels():
 
 
 def test_agreement_of_a_blind_recheck_sample(tmp_path):
-    from training.label_quality import agreement
+    from kesheng.training.label_quality import agreement
 
     report = agreement(LABELS_DIR / "real_labels.jsonl", LABELS_DIR / "recheck_round2.jsonl", sample=True)
     assert report["n"] == 300

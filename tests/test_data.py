@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from tests.conftest import labeled, write_jsonl
-from training.config import ColumnMap
-from training.data import DataValidationError, group_split, load_labeled
+from kesheng.training.config import ColumnMap
+from kesheng.training.data import DataValidationError, group_split, load_labeled
+from tests.labeled_rows import labeled, write_jsonl
 
 
 def test_loads_jsonl_with_tag_columns(tmp_path):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from models import default_model_path, load_model
-from models.base import FORMAT_VERSION
+from kesheng.models.base import FORMAT_VERSION
+from kesheng.stores.registry import load_model, resolve_model
 
 
 @pytest.fixture(scope="module")
@@ -12,14 +12,14 @@ def bundled():
 
 
 def test_bundled_model_is_current(bundled):
-    assert default_model_path().is_dir()
+    assert resolve_model().is_dir()
     assert bundled.meta_["format_version"] == FORMAT_VERSION
     assert bundled.metrics_["test"]["n"] > 0
 
 
 def test_env_var_picks_the_model(monkeypatch, model_dir):
     monkeypatch.setenv("KESHENG_MODEL", str(model_dir))
-    assert default_model_path() == model_dir
+    assert resolve_model() == model_dir
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@
 
 import pytest
 
-from serve.batch import BatchInputError, TagFileOptions, prediction_columns, tag_file
+from kesheng.models.rows import prediction_columns
+from kesheng.serve.batch import InputFileError, TagFileOptions, tag_file
 from tests.batch_helpers import survey_rows, write_rows
 
 ray = pytest.importorskip("ray", reason="the distributed extra is not installed")
@@ -19,7 +20,7 @@ def local_ray():
 def test_ray_output_equals_local_tagging(local_ray, model_dir, tmp_path):
     import pandas as pd
 
-    from serve.distributed import DistributedOptions, tag_with_ray
+    from kesheng.serve.batch.distributed import DistributedOptions, tag_with_ray
 
     source = write_rows(tmp_path / "in.csv", survey_rows(500))
     local = tmp_path / "local.csv"
@@ -36,7 +37,7 @@ def test_ray_output_equals_local_tagging(local_ray, model_dir, tmp_path):
         got = distributed[column].map(lambda v: "" if v is None else str(v))
         assert list(got) == list(expected[column]), column
 
-    with pytest.raises(BatchInputError, match="exists"):
+    with pytest.raises(InputFileError, match="exists"):
         tag_with_ray(source, out_dir, options)
-    with pytest.raises(BatchInputError, match=r"'comment' not found; columns are \['resp_id', 'channel', 'date', 'text'\]"):
+    with pytest.raises(InputFileError, match=r"'comment' not found; columns are \['resp_id', 'channel', 'date', 'text'\]"):
         tag_with_ray(source, tmp_path / "other", DistributedOptions(text_field="comment", model_dir=str(model_dir)))

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from models import ModelLoadError, load_model
+from kesheng.models import ModelLoadError, load_model
 
 
 @pytest.fixture
@@ -78,13 +78,13 @@ def test_vocabulary_and_weights_disagree(copy):
 
 
 def test_threshold_out_of_range(copy):
-    edit_json(copy / "labels.json", lambda l: l["thresholds"].update(opacity=1.5))
+    edit_json(copy / "labels.json", lambda labels: labels["thresholds"].update(opacity=1.5))
     with pytest.raises(ModelLoadError, match="thresholds outside"):
         load_model(copy)
 
 
 def test_label_missing_threshold(copy):
-    edit_json(copy / "labels.json", lambda l: l["thresholds"].pop("attitude"))
+    edit_json(copy / "labels.json", lambda labels: labels["thresholds"].pop("attitude"))
     with pytest.raises(ModelLoadError, match="malformed labels"):
         load_model(copy)
 

@@ -1,7 +1,8 @@
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from nlp import normalize
+from kesheng.nlp import normalize
 
 CASES = [
     # (original, normalized)

@@ -7,10 +7,10 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from serve.batch import TagFileOptions, tag_file
-from serve.cli import app
-from serve.report import ReportError, ReportOptions, build_report, breakdown_table, problem_table, write_report
-from serve.report_charts import cjk_font_name
+from kesheng.analysis.charts import cjk_font_name
+from kesheng.analysis.report import ReportError, ReportOptions, breakdown_table, build_report, problem_table, write_report
+from kesheng.cli.main import app
+from kesheng.serve.batch import TagFileOptions, tag_file
 from tests.batch_helpers import survey_rows, write_rows
 
 # A fifth tag the bundled taxonomy does not know: the report must show it like the others.
@@ -149,7 +149,7 @@ def test_cli_report_from_tag_output_refuses_to_overwrite(model_dir, tmp_path):
     result = runner.invoke(app, ["tag", "--model", str(model_dir), "-i", str(source), "-o", str(tagged)])
     assert result.exit_code == 0, result.output
     report = tmp_path / "report.html"
-    args = ["report", "--model", str(model_dir), "-i", str(tagged), "-o", str(report), "-g", "channel", "--date-column", "date"]
+    args = ["report", "-i", str(tagged), "-o", str(report), "-g", "channel", "--date-column", "date"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "comments read from column 'text'" in result.output and "report on 45 rows" in result.output
@@ -159,3 +159,33 @@ def test_cli_report_from_tag_output_refuses_to_overwrite(model_dir, tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "exists; pass --overwrite" in result.output
     assert report.read_bytes() == before
+
+
+def test_report_names_the_model_version_and_warns_when_a_file_mixes_versions(model_dir, tmp_path):
+    source = write_rows(tmp_path / "in.csv", survey_rows(20))
+    runner = CliRunner()
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert runner.invoke(app, ["tag", "--model", str(model_dir), "-i", str(source), "-o", str(first)]).exit_code == 0
+    assert runner.invoke(app, ["tag", "-i", str(source), "-o", str(second)]).exit_code == 0  # the bundled model
+    with open(first, encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    with open(second, encoding="utf-8", newline="") as handle:
+        rows += list(csv.DictReader(handle))
+    versions = sorted({r["model_version"] for r in rows})
+    assert len(versions) == 2 and all(versions)
+    mixed = write_rows(tmp_path / "mixed.csv", rows)
+    result = runner.invoke(app, ["report", "-i", str(mixed), "-o", str(tmp_path / "r.md")])
+    assert result.exit_code == 0, result.output
+    assert "several model versions" in result.output
+    page = (tmp_path / "r.md").read_text(encoding="utf-8")
+    assert "多个版本" in page and all(v in page for v in versions)
+    single = runner.invoke(app, ["report", "-i", str(first), "-o", str(tmp_path / "one.md")])
+    assert single.exit_code == 0 and "several model versions" not in single.output
+    assert f"模型版本: {rows[0]['model_version']}" in (tmp_path / "one.md").read_text(encoding="utf-8")
+
+
+def test_notes_with_semicolons_are_counted_once(tmp_path):
+    rows = [dict(ROWS[0], notes="malformed row: line 9 has 6 fields; extra fields: [\"x; y\"]")]
+    source = write_rows(tmp_path / "t.csv", rows)
+    data = build_report(source, ReportOptions(text_column="text"))
+    assert dict(data.notes) == {"malformed row": 1}

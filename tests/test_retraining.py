@@ -8,21 +8,21 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from models import DEFAULT_TAXONOMY, load_model
-from models.card import CARD_FILE
-from models.feedback import FeedbackStore
-from models.registry import Registry
-from models.schema import Taxonomy, TaxonomyError, UnknownLabelError
-from serve.cli import app
-from tests.conftest import labeled, write_jsonl
-from training.active import suggest
-from training.compare import compare_models, format_comparison
-from training.config import LabelSource, TrainConfig
-from training.corpus import merge_label_rows, read_label_file
-from training.data import DataValidationError, LabeledSet, load_labeled
-from training.evaluate import evaluate_predictions
-from training.sources import load_label_source, merge_by_text
-from training.train import train
+from kesheng.cli.main import app
+from kesheng.models import DEFAULT_TAXONOMY
+from kesheng.models.card import CARD_FILE
+from kesheng.models.schema import Taxonomy, TaxonomyError, UnknownLabelError
+from kesheng.stores.feedback import FeedbackStore
+from kesheng.stores.registry import Registry, load_model
+from kesheng.training.active import suggest
+from kesheng.training.compare import compare_models, format_comparison
+from kesheng.training.config import LabelSource, TrainConfig
+from kesheng.training.corpus import merge_label_rows, read_label_file
+from kesheng.training.data import DataValidationError, LabeledSet, load_labeled
+from kesheng.training.evaluate import evaluate_predictions
+from kesheng.training.sources import load_label_source, merge_by_text
+from kesheng.training.train import train
+from tests.labeled_rows import labeled, write_jsonl
 
 runner = CliRunner()
 FIVE = [*DEFAULT_TAXONOMY.to_list(), {"name": "billing_dispute", "zh": "费用争议", "description": "disputed charges or refunds"}]
@@ -139,7 +139,7 @@ class TestPartialLabels:
             tags[: len(positives), opacity] = 1
             # The later copies of the positives are unlabeled for opacity (or, wrongly, 0).
             tags[len(positives) : 3 * len(positives), opacity] = unlabeled_value
-            from models.baseline import TfidfLinearClassifier
+            from kesheng.models.baseline import TfidfLinearClassifier
 
             return TfidfLinearClassifier().fit(texts, tags, ["negative"] * len(texts))
 
@@ -149,7 +149,7 @@ class TestPartialLabels:
             assert m.scores["opacity"] > n.scores["opacity"] + 0.1
 
     def test_metrics_skip_unlabeled_fields(self):
-        from models import Prediction
+        from kesheng.models import Prediction
 
         tags = np.array([[1, -1, 0, 0], [0, -1, 0, 0], [-1, -1, 1, 0]], dtype=np.int8)
         data = LabeledSet(["a", "b", "c"], ["x", "y", "z"], tags, ["negative", None, "positive"], DEFAULT_TAXONOMY, [])
@@ -302,13 +302,13 @@ class TestCompareAndPromote:
     def test_promote_makes_tag_and_serve_use_the_model(self, model_dir, tmp_path, monkeypatch):
         monkeypatch.delenv("KESHENG_MODEL", raising=False)
         monkeypatch.setenv("KESHENG_REGISTRY", str(tmp_path / "registry"))
-        from models import default_model_path
+        from kesheng.stores.registry import resolve_model
 
-        assert "default_model" in str(default_model_path())
+        assert "default_model" in str(resolve_model())
         result = runner.invoke(app, ["promote", str(model_dir), "--reason", "first"])
         assert result.exit_code == 0, result.output
         registry = Registry()
-        assert default_model_path() == registry.current_link
+        assert resolve_model() == registry.current_link
         assert load_model().meta_["model_version"] == load_model(model_dir).meta_["model_version"]
         assert [p.reason for p in registry.history()] == ["first"]
         assert "first" in runner.invoke(app, ["models"]).output
@@ -322,6 +322,15 @@ class TestCompareAndPromote:
         assert Registry().current_version() == current
         forced = runner.invoke(app, ["promote", str(weaker), "--data", str(test_file), "--force"])
         assert forced.exit_code == 0 and Registry().current_version() != current
+
+    def test_the_first_promotion_is_compared_with_the_bundled_model(self, weaker, test_file, tmp_path, monkeypatch):
+        monkeypatch.setenv("KESHENG_REGISTRY", str(tmp_path / "registry"))
+        from kesheng.models import bundled_model_path
+
+        bundled = load_model(bundled_model_path()).meta_["model_version"]
+        result = runner.invoke(app, ["promote", str(weaker), "--data", str(test_file), "--force"])
+        assert result.exit_code == 0, result.output
+        assert f"vs {bundled}" in Registry().history()[-1].reason
 
     def test_a_broken_model_is_never_promoted(self, tmp_path, monkeypatch):
         monkeypatch.setenv("KESHENG_REGISTRY", str(tmp_path / "registry"))

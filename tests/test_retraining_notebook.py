@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from training.corpus import CorpusError, resolve_corpus_dir
+from kesheng.training.corpus import CorpusError, resolve_corpus_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "retraining_loop.ipynb"

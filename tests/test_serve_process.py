@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from models.feedback import FeedbackStore
+from kesheng.stores.feedback import FeedbackStore
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ class Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [
-            sys.executable, "-m", "serve.cli", "serve", "--port", str(self.port),
+            sys.executable, "-m", "kesheng", "serve", "--port", str(self.port),
             "--model", str(model_dir), "--feedback-db", str(feedback_db), *extra,
         ]
         self.log = log.open("ab")
@@ -123,7 +123,7 @@ def test_slow_and_abandoned_clients_do_not_block_others(server):
 
 def test_serve_refuses_a_missing_model_with_a_clear_message(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "serve.cli", "serve", "--model", str(tmp_path / "absent"), "--port", str(_free_port())],
+        [sys.executable, "-m", "kesheng", "serve", "--model", str(tmp_path / "absent"), "--port", str(_free_port())],
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2

@@ -1,6 +1,6 @@
 import pytest
 
-from nlp import WordTokenizer, normalize
+from kesheng.nlp import WordTokenizer, normalize
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,13 @@ pytest.importorskip("onnxruntime")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from models import ModelLoadError, load_model  # noqa: E402
-from models.encoder import BaseModelError, check_base_folder  # noqa: E402
-from models.transformer import TransformerClassifier, TransformerParams  # noqa: E402
+from kesheng.models import ModelLoadError, load_model  # noqa: E402
+from kesheng.models.encoder import BaseModelError, check_base_folder  # noqa: E402
+from kesheng.models.transformer import TransformerClassifier, TransformerParams  # noqa: E402
+from kesheng.training.config import TrainConfig, bundled_seed_corpus  # noqa: E402
+from kesheng.training.train import train  # noqa: E402
 from tests.test_contract import BAD, TEXTS, check_one_prediction_per_text_in_order  # noqa: E402
 from tests.transformer_fixtures import write_tiny_bert  # noqa: E402
-from training.config import TrainConfig, bundled_seed_corpus  # noqa: E402
-from training.train import train  # noqa: E402
 
 SEED_TEXTS = [json.loads(line)["text"] for line in Path(bundled_seed_corpus()).read_text(encoding="utf-8").splitlines() if line.strip()]
 

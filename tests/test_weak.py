@@ -2,10 +2,10 @@
 
 import pytest
 
-from models.schema import DEFAULT_TAXONOMY
-from tests.conftest import labeled, write_jsonl
-from training.data import load_labeled
-from training.weak import LABELING_FUNCTIONS, WeakLabeler, _clauses
+from kesheng.models.schema import DEFAULT_TAXONOMY
+from kesheng.training.data import load_labeled
+from kesheng.training.weak import LABELING_FUNCTIONS, WeakLabeler, _clauses
+from tests.labeled_rows import labeled, write_jsonl
 
 BY_NAME = {lf.name: lf for lf in LABELING_FUNCTIONS}
 

@@ -9,15 +9,20 @@ normalization) and comments already labeled are skipped.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from models import Prediction, TagClassifier
-from training.data import dedupe_key
+from kesheng.files.atomic import write_atomic
+from kesheng.models import Prediction, TagClassifier
+from kesheng.training.data import dedupe_key
 
-__all__ = ["ActiveParams", "Suggestion", "suggest", "uncertainty"]
+__all__ = ["SUGGESTION_FORMATS", "ActiveParams", "Suggestion", "suggest", "suggestion_records", "uncertainty", "write_suggestions"]
 
 
 @dataclass
@@ -107,3 +112,47 @@ def suggest(
         )
         for rank, k in enumerate(picked, start=1)
     ]
+
+
+SUGGESTION_FORMATS = (".jsonl", ".csv", ".json")
+
+
+def suggestion_records(suggestions: Sequence[Suggestion], rows: Sequence[dict], texts: Sequence[str | None], id_column: str) -> list[dict]:
+    """One record per suggestion: the row's id (its row number from 1 when it has none), text and the model's guess."""
+    records = []
+    for s in suggestions:
+        row_id = rows[s.index].get(id_column)
+        records.append(
+            {"id": row_id if row_id not in (None, "") else s.index + 1, "text": texts[s.index], "rank": s.rank,
+             "uncertainty": round(s.uncertainty, 4), "reason": s.reason, "predicted_tags": s.prediction.tags,
+             "predicted_sentiment": s.prediction.sentiment}
+        )
+    return records
+
+
+def write_suggestions(records: list[dict], output: Path, model_version: str) -> None:
+    """JSONL, CSV, or Label Studio tasks (.json) with the model's guesses as pre-annotations."""
+    suffix = output.suffix.lower()
+    if suffix not in SUGGESTION_FORMATS:
+        raise ValueError(f"{output}: write .jsonl, .csv or .json (Label Studio tasks)")
+    if suffix == ".jsonl":
+        content = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    elif suffix == ".csv":
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=list(records[0]) if records else ["id", "text"])
+        writer.writeheader()
+        for record in records:
+            writer.writerow({**record, "predicted_tags": ",".join(record["predicted_tags"])})
+        content = buffer.getvalue()
+    else:
+        tasks = [
+            {"data": {"id": r["id"], "text": r["text"]},
+             "predictions": [{"model_version": model_version, "score": r["uncertainty"],
+                              "result": [
+                                  {"from_name": "tags", "to_name": "text", "type": "choices", "value": {"choices": r["predicted_tags"]}},
+                                  {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [r["predicted_sentiment"]]}},
+                              ]}]}
+            for r in records
+        ]
+        content = json.dumps(tasks, ensure_ascii=False, indent=1)
+    write_atomic(output, content)

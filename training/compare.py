@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models import Prediction, TagClassifier
-from models.schema import SENTIMENTS, Taxonomy
-from training.data import LabeledSet
+from kesheng.models import Prediction, TagClassifier
+from kesheng.models.schema import SENTIMENTS, Taxonomy
+from kesheng.training.data import LabeledSet
 
-__all__ = ["compare_models", "format_comparison", "union_taxonomy"]
+__all__ = ["PromotionCheck", "compare_models", "format_comparison", "promotion_check", "union_taxonomy"]
 
 
 def union_taxonomy(a: Taxonomy, b: Taxonomy) -> Taxonomy:
@@ -198,3 +198,21 @@ def format_comparison(result: dict, show_examples: bool = True) -> str:
                     f"B {example['b']} ({example['score_b']})  {example['id']}: {text}"
                 )
     return "\n".join(lines)
+
+
+@dataclass
+class PromotionCheck:
+    """Whether a candidate may replace the incumbent, from a paired comparison on labeled data."""
+
+    allowed: bool  # no headline score is lower
+    summary: str  # "macro-F1 +0.012, sentiment macro-F1 -0.003 vs <version>"
+    comparison: dict  # the full `compare_models` result
+
+
+def promotion_check(incumbent: TagClassifier, candidate: TagClassifier, data: LabeledSet) -> PromotionCheck:
+    """Refuse a candidate whose macro-F1 over the common tags or sentiment macro-F1 is lower."""
+    result = compare_models(incumbent, candidate, data, n_examples=0)
+    macro = result.get("macro_f1_common_tags", {}).get("b_minus_a", {}).get("value", 0.0)
+    sentiment = result["sentiment_macro_f1"].get("b_minus_a", {}).get("value", 0.0)
+    summary = f"macro-F1 {macro:+.3f}, sentiment macro-F1 {sentiment:+.3f} vs {incumbent.meta_.get('model_version')}"
+    return PromotionCheck(allowed=macro >= 0 and sentiment >= 0, summary=summary, comparison=result)

@@ -7,21 +7,21 @@ from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
-from models.baseline import BaselineParams
-from models.schema import DEFAULT_TAXONOMY, Taxonomy
-from models.transformer import TransformerParams
+from kesheng.models.baseline import BaselineParams
+from kesheng.models.schema import DEFAULT_TAXONOMY, Taxonomy
+from kesheng.models.transformer import TransformerParams
 
 __all__ = ["ColumnMap", "LabelSource", "TrainConfig", "bundled_config", "bundled_seed_corpus"]
 
 
 def bundled_config() -> str:
     """The config the bundled default model is trained with (seed corpus + real labels)."""
-    return str(resources.files("training") / "configs" / "default.json")
+    return str(resources.files("kesheng.training") / "configs" / "default.json")
 
 
 def bundled_seed_corpus() -> str:
     """The team-written seed corpus: the default training set."""
-    return str(resources.files("training") / "seed" / "seed_corpus.jsonl")
+    return str(resources.files("kesheng.training") / "seed" / "seed_corpus.jsonl")
 
 
 @dataclass

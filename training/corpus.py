@@ -18,8 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
-from training.data import DataValidationError, LabeledSet, Problems
+from kesheng.models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
+from kesheng.training.data import DataValidationError, LabeledSet, Problems
 
 __all__ = [
     "CORPUS_ENV",

@@ -15,10 +15,10 @@ from typing import Sequence
 
 import numpy as np
 
-from models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
-from nlp import normalize
-from nlp.normalize import is_emoji
-from training.config import ColumnMap
+from kesheng.models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
+from kesheng.nlp import normalize
+from kesheng.nlp.normalize import is_emoji
+from kesheng.training.config import ColumnMap
 
 __all__ = ["DataValidationError", "LabeledSet", "group_split", "load_labeled"]
 

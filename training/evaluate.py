@@ -7,9 +7,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from models import Prediction, TagClassifier
-from models.schema import SENTIMENTS, Taxonomy
-from training.data import LabeledSet
+from kesheng.models import Prediction, TagClassifier
+from kesheng.models.schema import SENTIMENTS, Taxonomy
+from kesheng.training.data import LabeledSet
 
 __all__ = ["choose_thresholds", "dev_score", "evaluate", "evaluate_predictions", "format_metrics"]
 

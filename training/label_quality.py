@@ -1,10 +1,10 @@
 """Agreement between two independent annotations of the same comments.
 
-    python -m training.label_quality training/labels/double_a.jsonl training/labels/double_b.jsonl
+    python -m kesheng.training.label_quality training/labels/double_a.jsonl training/labels/double_b.jsonl
 
 A blind re-labeling of a sample of a larger file is compared on the sample's comments:
 
-    python -m training.label_quality training/labels/real_labels.jsonl training/labels/recheck_round2.jsonl --sample
+    python -m kesheng.training.label_quality training/labels/real_labels.jsonl training/labels/recheck_round2.jsonl --sample
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from models.schema import DEFAULT_TAXONOMY
-from training.corpus import read_label_file, source_of
+from kesheng.models.schema import DEFAULT_TAXONOMY, Taxonomy
+from kesheng.training.corpus import read_label_file, source_of
 
 __all__ = ["agreement", "cohen_kappa"]
 
@@ -29,11 +29,11 @@ def cohen_kappa(first: list, second: list) -> float:
     return 1.0 if expected == 1.0 else (observed - expected) / (1.0 - expected)
 
 
-def agreement(path_a: str, path_b: str, sample: bool = False) -> dict:
+def agreement(path_a: str, path_b: str, sample: bool = False, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> dict:
     """Per-field kappa and agreement. `sample`: B re-labels a sample of A's comments, so only
     B's comments are compared (each must be in A); otherwise both must label the same ids."""
-    a = {r["id"]: r for r in read_label_file(path_a)}
-    b = {r["id"]: r for r in read_label_file(path_b)}
+    a = {r["id"]: r for r in read_label_file(path_a, taxonomy)}
+    b = {r["id"]: r for r in read_label_file(path_b, taxonomy)}
     if sample:
         missing = set(b) - set(a)
         if missing:
@@ -43,7 +43,7 @@ def agreement(path_a: str, path_b: str, sample: bool = False) -> dict:
         raise ValueError(f"the two files label different ids ({len(set(a) ^ set(b))} differ)")
     ids = sorted(a)
     report = {"n": len(ids), "fields": {}}
-    for field in (*DEFAULT_TAXONOMY.names, "sentiment"):
+    for field in (*taxonomy.names, "sentiment"):
         x = [a[i][field] for i in ids]
         y = [b[i][field] for i in ids]
         disagreements = [i for i in ids if a[i][field] != b[i][field]]
@@ -64,8 +64,10 @@ def main() -> None:
     parser.add_argument("first")
     parser.add_argument("second")
     parser.add_argument("--sample", action="store_true", help="the second file re-labels a sample of the first")
+    parser.add_argument("--taxonomy", help="taxonomy file naming the labels to compare (default: the four bundled tags)")
     args = parser.parse_args()
-    report = agreement(args.first, args.second, sample=args.sample)
+    taxonomy = Taxonomy.from_file(args.taxonomy) if args.taxonomy else DEFAULT_TAXONOMY
+    report = agreement(args.first, args.second, sample=args.sample, taxonomy=taxonomy)
     print(f"{report['n']} comments labeled twice, independently")
     print(f"{'field':<15}{'kappa':>7}{'agree':>7}{'pos A':>7}{'pos B':>7}  disagreements by source")
     for field, m in report["fields"].items():

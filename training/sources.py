@@ -12,17 +12,17 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
-from models.feedback import FeedbackStore, FeedbackStoreError
-from models.schema import SENTIMENT_ZH, SENTIMENTS, Taxonomy, UnknownLabelError
-from training.config import LabelSource
-from training.corpus import LabelConflict
-from training.data import DataValidationError, LabeledSet, Problems, dedupe_key
+from kesheng.models.schema import SENTIMENT_ZH, SENTIMENTS, Taxonomy, UnknownLabelError
+from kesheng.stores.feedback import FeedbackStore, FeedbackStoreError
+from kesheng.training.config import LabelSource
+from kesheng.training.corpus import LabelConflict
+from kesheng.training.data import DataValidationError, LabeledSet, Problems, dedupe_key, load_labeled
 
-__all__ = ["load_label_source", "merge_by_text"]
+__all__ = ["CollectedLabels", "collect_labels", "load_label_source", "merge_by_text"]
 
 _SENTIMENT_NAMES = {**{s: s for s in SENTIMENTS}, **{zh: s for s, zh in SENTIMENT_ZH.items()}}
 
@@ -239,3 +239,40 @@ def _read_argilla(path: Path, source: LabelSource, taxonomy: Taxonomy, problems:
                 continue
             sentiment = _sentiment(sentiment_answers[k], where, problems) if k < len(sentiment_answers) else None
             yield _Annotation(key, text, tags, sentiment)
+
+
+@dataclass
+class CollectedLabels:
+    """Every label source read as training would, merged by comment text."""
+
+    merged: LabeledSet  # one row per distinct comment
+    n_sources: int  # label files, stores and exports read
+    conflicts: list[str]  # fields the sources disagree on (left unlabeled when training), described
+
+
+def collect_labels(
+    taxonomy: Taxonomy,
+    corpus_labels: Sequence[str] = (),
+    labeled_files: Sequence[str] = (),
+    sources: Sequence[LabelSource] = (),
+    corpus_dir: str | None = None,
+) -> CollectedLabels:
+    """Read label files by corpus id, labeled files with texts and tool exports; merge them by text."""
+    from kesheng.training.corpus import load_corpus_labels
+
+    parts: list[LabeledSet] = []
+    conflicts: list[str] = []
+    if corpus_labels:
+        corpus_part = load_corpus_labels(list(corpus_labels), corpus_dir, taxonomy)
+        parts.append(corpus_part)
+        conflicts += corpus_part.warnings
+    parts += [load_labeled(path, taxonomy=taxonomy) for path in labeled_files]
+    for source in sources:
+        part, found = load_label_source(source, taxonomy)
+        parts.append(part)
+        conflicts += [f"{source.path}: {c.describe()}" for c in found]
+    if not parts:
+        raise DataValidationError("give at least one label source")
+    merged, across = merge_by_text(parts, taxonomy)
+    conflicts += [f"across sources: {c.describe()}" for c in across]
+    return CollectedLabels(merged, len(parts), conflicts)

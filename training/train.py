@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from models import TagClassifier
-from models.baseline import TfidfLinearClassifier
-from models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
-from training.config import TrainConfig
-from training.corpus import load_corpus_splits, read_corpus
-from training.data import LabeledSet, dedupe_key, group_split, load_labeled
-from training.evaluate import choose_thresholds, dev_score, evaluate, evaluate_predictions
-from training.weak import WeakLabeler, polarity_votes
+from kesheng.models import TagClassifier
+from kesheng.models.baseline import TfidfLinearClassifier
+from kesheng.models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
+from kesheng.training.config import TrainConfig
+from kesheng.training.corpus import load_corpus_splits, read_corpus
+from kesheng.training.data import LabeledSet, dedupe_key, group_split, load_labeled
+from kesheng.training.evaluate import choose_thresholds, dev_score, evaluate, evaluate_predictions
+from kesheng.training.weak import WeakLabeler, polarity_votes
 
 __all__ = ["TrainResult", "train"]
 
@@ -38,7 +38,7 @@ def _build(config: TrainConfig, taxonomy: Taxonomy) -> TagClassifier:
     if config.model_type == "tfidf-linear":
         return TfidfLinearClassifier(config.baseline, taxonomy)
     if config.model_type == "transformer":
-        from models.transformer import TransformerClassifier
+        from kesheng.models.transformer import TransformerClassifier
 
         return TransformerClassifier(replace(config.transformer, seed=config.seed), taxonomy)
     raise ValueError(f"unknown model_type {config.model_type!r}; available: {list(MODEL_TYPE_NAMES)}")
@@ -102,7 +102,7 @@ def _source_rows(config: TrainConfig, taxonomy: Taxonomy, held_out: set[str]) ->
     A comment that is also in the dev or test split is dropped here: a corrected copy in
     training would inflate the measured scores.
     """
-    from training.sources import load_label_source, merge_by_text
+    from kesheng.training.sources import load_label_source, merge_by_text
 
     loaded = []
     for source in config.label_sources:

@@ -22,10 +22,10 @@ from statistics import mean
 
 import numpy as np
 
-from models.schema import DEFAULT_TAXONOMY, SENTIMENTS
-from nlp import normalize
-from training.corpus import SOURCES, resolve_corpus_dir
-from training.data import LabeledSet
+from kesheng.models.schema import DEFAULT_TAXONOMY, SENTIMENTS
+from kesheng.nlp import normalize
+from kesheng.training.corpus import SOURCES, resolve_corpus_dir
+from kesheng.training.data import LabeledSet
 
 __all__ = ["LABELING_FUNCTIONS", "LabelingFunction", "WeakLabeler", "polarity_votes"]
 
@@ -188,7 +188,7 @@ class WeakLabeler:
 
 
 def main() -> None:
-    from training.corpus import load_corpus_labels
+    from kesheng.training.corpus import load_corpus_labels
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus-dir", default=None)

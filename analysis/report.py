@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,15 +23,18 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from models.schema import OTHER_ZH, SENTIMENT_ZH, SENTIMENTS
-from serve.batch_formats import BatchInputError, choose_encoding, format_of
-from serve.report_charts import Chart, render_charts
+from kesheng.analysis.charts import Chart, render_charts
+from kesheng.files.atomic import write_atomic
+from kesheng.files.readers import InputFileError, choose_encoding, format_of
+from kesheng.models.rows import MODEL_VERSION_COLUMN, evidence_spans, flat_from_record, note_kind, split_notes, tag_columns
+from kesheng.models.schema import DEFAULT_TAXONOMY, OTHER_ZH, SENTIMENT_ZH, SENTIMENTS
+from kesheng.stores.registry import known_taxonomy
 
 __all__ = ["ReportError", "ReportOptions", "ReportData", "build_report", "read_tagged", "write_report"]
 
 READ_CHUNK_ROWS = 100_000
 # The mean length that makes a column "the comments" when --text-column is not given.
-NOT_TEXT_COLUMNS = {"sentiment", "evidence", "notes", "id"}
+NOT_TEXT_COLUMNS = {"sentiment", "evidence", "notes", "id", MODEL_VERSION_COLUMN}
 EMPTY_GROUP = "(空)"
 
 
@@ -50,7 +51,7 @@ class ReportOptions:
     examples: int = 3  # representative comments per tag
     max_groups: int = 12  # groups shown per grouping column; the smaller ones are merged
     title: str = "客户反馈服务问题分析报告"
-    tag_names_zh: dict[str, str] = field(default_factory=dict)  # tag -> Chinese name (from the model's taxonomy)
+    tag_names_zh: dict[str, str] = field(default_factory=dict)  # tag -> Chinese name; by default from the taxonomy of the model version the file records
     encoding: str | None = None  # CSV/TSV input encoding; None detects as `kesheng tag` does
     sheet: str | None = None  # XLSX sheet; None reads the first
 
@@ -64,16 +65,8 @@ def _flatten_jsonl(frame: pd.DataFrame) -> pd.DataFrame:
         return frame
     first = next((s for s in frame["scores"] if isinstance(s, dict)), {})
     names = list(first)
-    flat = frame.drop(columns=[c for c in ("tags", "scores", "sentiment_scores", "evidence", "notes") if c in frame.columns])
-    tags = frame["tags"].apply(lambda t: set(t) if isinstance(t, list) else set())
-    scores = frame["scores"].apply(lambda s: s if isinstance(s, dict) else {})
-    for name in names:
-        flat[name] = tags.apply(lambda t, n=name: int(n in t))
-    for name in names:
-        flat[f"{name}_score"] = scores.apply(lambda s, n=name: s.get(n, 0.0))
-    flat["evidence"] = frame["evidence"].apply(lambda e: json.dumps(e, ensure_ascii=False) if isinstance(e, list) else "[]")
-    flat["notes"] = frame["notes"].apply(lambda n: "; ".join(n) if isinstance(n, list) else (n or ""))
-    return flat
+    records = frame.to_dict("records")
+    return pd.DataFrame([flat_from_record(r, names) for r in records], index=frame.index)
 
 
 def read_tagged(path: str | os.PathLike, encoding: str | None = None, sheet: str | None = None, chunk_rows: int = READ_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
@@ -106,14 +99,10 @@ def read_tagged(path: str | os.PathLike, encoding: str | None = None, sheet: str
                 yield batch.to_pandas()
         else:
             yield pd.read_excel(source, sheet_name=sheet if sheet is not None else 0, dtype=object)
-    except BatchInputError as exc:
+    except InputFileError as exc:
         raise ReportError(str(exc)) from exc
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise ReportError(f"{source}: cannot read it as a tagged {source.suffix} file ({exc})") from exc
-
-
-def tag_columns(columns: Sequence[str]) -> list[str]:
-    return [c for c in columns if f"{c}_score" in columns and c != "sentiment"]
 
 
 # Aggregation.
@@ -142,6 +131,7 @@ class ReportData:
     unparsed_dates: int = 0
     examples: dict[str, list[dict]] = field(default_factory=dict)
     scenarios: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # tag -> frequent evidence phrases
+    model_versions: Counter = field(default_factory=Counter)  # model version -> rows it tagged ("" = not recorded)
 
     def share(self, count: int | float) -> float:
         return count / self.scored if self.scored else 0.0
@@ -228,6 +218,10 @@ class _Aggregator:
         if unknown.any():
             raise ReportError(f"{self.source}: sentiment values {sorted(set(sentiment[unknown]))[:5]} are not {list(SENTIMENTS)}")
         data.rows += len(frame)
+        if MODEL_VERSION_COLUMN in frame.columns:
+            data.model_versions.update(frame[MODEL_VERSION_COLUMN].fillna("").astype(str).tolist())
+        else:
+            data.model_versions[""] += len(frame)
         data.scored += int(scored.sum())
         scored_flags = flags[scored]
         for tag in data.tags:
@@ -242,9 +236,9 @@ class _Aggregator:
             for label, count in scored_sentiment[scored_flags[tag] == 1].value_counts().items():
                 data.sentiment_by_tag[tag][label] += int(count)
         if "notes" in frame.columns:
-            for notes in frame["notes"].fillna("").astype(str):
-                if notes:
-                    data.notes.update({note.split(":", 1)[0].strip() for note in notes.split("; ")})
+            for cell in frame["notes"].fillna("").astype(str):
+                if cell:
+                    data.notes.update({note_kind(note) for note in split_notes(cell)})
         measures = scored_flags.assign(
             **{OTHER_ZH: (scored_flags.sum(axis=1) == 0).astype(np.int64)},
             **{s: (scored_sentiment == s).astype(np.int64) for s in SENTIMENTS},
@@ -290,6 +284,7 @@ class _Aggregator:
         if self.data is None:
             raise ReportError(f"{self.source}: the file has no rows")
         data = self.data
+        data.zh = _chinese_names(data.tags, data.model_versions, self.options.tag_names_zh)
         for tag in data.tags:
             pool = self.candidates.get(tag)
             data.examples[tag] = _representative(pool, data, self.options.examples) if pool is not None else []
@@ -301,11 +296,19 @@ class _Aggregator:
         return data
 
 
+def _chinese_names(tags: list[str], versions: Counter, given: dict[str, str]) -> dict[str, str]:
+    """Chinese tag names: given ones first, then the taxonomies of the models that tagged the file."""
+    names = {t.name: t.zh for t in DEFAULT_TAXONOMY.tags}
+    for version in versions:
+        taxonomy = known_taxonomy(version) if version else None
+        if taxonomy is not None:
+            names.update({t.name: t.zh for t in taxonomy.tags})
+    names.update(given)
+    return {t: names.get(t, t) for t in tags}
+
+
 def _evidence_phrases(raw, tag: str) -> set[str]:
-    try:
-        spans = json.loads(raw) if isinstance(raw, str) else (raw or [])
-    except ValueError:
-        return set()
+    spans = evidence_spans(raw)
     # One-character spans ("慢", "说") are too vague to name a scenario.
     return {s["text"].strip() for s in spans if isinstance(s, dict) and s.get("tag") == tag and len(str(s.get("text", "")).strip()) >= 2}
 
@@ -344,6 +347,14 @@ def _pct(value: float) -> str:
     return f"{value * 100:.1f}%"
 
 
+def model_version_text(data: ReportData) -> str:
+    """Which model tagged the file; several versions are listed with their row counts."""
+    versions = [(v or "未记录", n) for v, n in data.model_versions.most_common()]
+    if len(versions) == 1:
+        return versions[0][0]
+    return "多个版本: " + ", ".join(f"{v} ({n:,} 行)" for v, n in versions)
+
+
 def problem_table(data: ReportData) -> pd.DataFrame:
     """问题类型 | 数量 | 占比 | 具体场景: the table reports open with (shares of comments with text)."""
     rows = []
@@ -379,10 +390,7 @@ def breakdown_table(data: ReportData, table: pd.DataFrame) -> pd.DataFrame:
 
 def _highlight(text: str, evidence_json, tag: str) -> str:
     """The comment, escaped, with the tag's evidence spans marked."""
-    try:
-        spans = json.loads(evidence_json) if isinstance(evidence_json, str) else []
-    except ValueError:
-        spans = []
+    spans = evidence_spans(evidence_json) if isinstance(evidence_json, str) else []
     marks = sorted({(s["start"], s["end"]) for s in spans if isinstance(s, dict) and s.get("tag") == tag and 0 <= s.get("start", -1) < s.get("end", -1) <= len(text)})
     out, position = [], 0
     for start, end in marks:
@@ -477,6 +485,7 @@ def render_html(data: ReportData, charts: dict[str, Chart], title: str) -> str:
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="meta">数据: {html.escape(data.source)} · 共 {data.rows:,} 行, 其中有效评论 {data.scored:,} 条 (占比以有效评论为分母; 一条评论可有多个问题, 占比之和可超过 100%)'
         f' · 评论列: {html.escape(data.text_column)}{" (自动识别)" if data.text_column_guessed else ""}'
+        f' · 模型版本: {html.escape(model_version_text(data))}'
         f' · 生成时间 {datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M")}</p>',
         "<h2>一、问题类型分布</h2>",
         "<table><thead><tr><th>问题类型</th><th>数量</th><th>占比</th><th>具体场景 (高频证据片段)</th><th>代表性评论</th></tr></thead><tbody>"
@@ -539,7 +548,7 @@ def render_markdown(data: ReportData, chart_files: dict[str, str], title: str) -
 
     problems = problem_table(data)
     out = [f"# {title}", ""]
-    out.append(f"数据: {data.source} · 共 {data.rows:,} 行, 有效评论 {data.scored:,} 条 (占比以有效评论为分母, 可多选) · 评论列: {data.text_column}")
+    out.append(f"数据: {data.source} · 共 {data.rows:,} 行, 有效评论 {data.scored:,} 条 (占比以有效评论为分母, 可多选) · 评论列: {data.text_column} · 模型版本: {model_version_text(data)}")
     out += ["", "## 一、问题类型分布", ""]
     out.append(_md_table(problems.set_index("问题类型")[["数量", "占比", "具体场景"]], ["占比"], index_name="问题类型"))
     out += ["", img("problems")]
@@ -571,21 +580,6 @@ def render_markdown(data: ReportData, chart_files: dict[str, str], title: str) -
     return "\n".join(out) + "\n"
 
 
-def _write_atomic(target: Path, content: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(content)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 would hide the report from colleagues
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
 @dataclass
 class WrittenReport:
     files: list[Path]  # reports and chart files written
@@ -611,11 +605,11 @@ def write_report(data: ReportData, outputs: Sequence[str | os.PathLike], title: 
             for name, chart in charts.items():
                 for ext, content in (("png", chart.png), ("svg", chart.svg)):
                     path = folder / f"{name}.{ext}"
-                    _write_atomic(path, content)
+                    write_atomic(path, content)
                     written.append(path)
                 files[name] = f"{folder.name}/{name}.png"
-            _write_atomic(target, render_markdown(data, files, title).encode("utf-8"))
+            write_atomic(target, render_markdown(data, files, title).encode("utf-8"))
         else:
-            _write_atomic(target, render_html(data, charts, title).encode("utf-8"))
+            write_atomic(target, render_html(data, charts, title).encode("utf-8"))
         written.append(target)
     return WrittenReport(written, missing, data)

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from serve.settings import Settings
+from kesheng.serve.api.settings import Settings
 
 __all__ = [
     "Comment",

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from models import TagClassifier, default_model_path, load_model
-from models.base import read_model_version
+from kesheng.models import TagClassifier
+from kesheng.models.base import read_model_version
+from kesheng.stores.registry import load_model, resolve_model
 
 __all__ = ["ModelHolder", "ReloadOutcome"]
 
@@ -31,7 +32,7 @@ class ReloadOutcome:
 
 class ModelHolder:
     def __init__(self, model_dir: Path | None = None):
-        self.model_dir = Path(model_dir) if model_dir is not None else default_model_path()
+        self.model_dir = Path(model_dir) if model_dir is not None else resolve_model()
         self._model: TagClassifier | None = None
         self._swap = threading.Lock()  # one reload at a time; readers never wait for it
         self.loaded_at: str | None = None

@@ -5,8 +5,8 @@
 
 Ray reads the input (one file, a directory or a glob of CSV/TSV/JSONL/Parquet), splits it
 into blocks, and runs a pool of actors that each load the model once and tag batches with
-`ChunkTagger`'s column logic (`prediction_values`), so the columns are exactly those of
-`kesheng tag`. The output is a directory of part files (Parquet by default) in input order.
+the tagged-row schema of `kesheng.models.rows`, so Parquet and CSV parts have exactly the
+columns of `kesheng tag`, and JSONL parts its nested records. The output is a directory of part files (Parquet by default) in input order.
 
 Without `--ray-address` (or $RAY_ADDRESS) Ray starts on this machine, which is how the tests
 run it. On a cluster, every node needs kesheng installed and the model directory and the
@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from serve.batch import TagFileOptions, prediction_columns, prediction_values, text_for_model
-from serve.batch_formats import BatchInputError, format_of
+from kesheng.files.atomic import replace_directory
+from kesheng.files.readers import InputFileError, format_of
+from kesheng.models.rows import PREDICTION_KEYS, flat_values, jsonl_fields, prediction_columns
+from kesheng.serve.batch.tagging import TagFileOptions, text_for_model
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,12 +62,14 @@ class DistributedOptions:
 class _RayTagger:
     """A Ray actor: loads the model once, then tags pandas batches."""
 
-    def __init__(self, model_dir: str | None, text_field: str):
-        from models import load_model
+    def __init__(self, model_dir: str | None, text_field: str, nested: bool):
+        from kesheng.stores.registry import load_model
 
         self.model = load_model(model_dir)
         self.text_field = text_field
+        self.nested = nested  # JSONL parts: the nested record of `kesheng tag`; tables: flat columns
         self.tag_names = tuple(self.model.taxonomy_.names)
+        self.version = self.model.meta_.get("model_version")
         self.columns = prediction_columns(self.tag_names)
 
     def __call__(self, batch: "pd.DataFrame") -> "pd.DataFrame":
@@ -75,8 +79,14 @@ class _RayTagger:
             texts.append(text)
             notes.append(text_notes)
         predictions = self.model.predict(texts)
-        values = [prediction_values(p, self.tag_names, n) for p, n in zip(predictions, notes)]
         batch = batch.copy()
+        if self.nested:
+            batch = batch.rename(columns={k: f"input_{k}" for k in batch.columns if k in PREDICTION_KEYS and k != "id"})
+            records = [jsonl_fields(p, n, self.version) for p, n in zip(predictions, notes)]
+            for key in PREDICTION_KEYS[1:]:
+                batch[key] = [record[key] for record in records]
+            return batch
+        values = [flat_values(p, self.tag_names, n, self.version) for p, n in zip(predictions, notes)]
         for position, name in enumerate(self.columns):
             batch[name] = [row[position] for row in values]
         return batch
@@ -93,7 +103,7 @@ def _read(ray_data, source: str, fmt: str):
         return ray_data.read_json(source, lines=True)
     if fmt == "parquet":
         return ray_data.read_parquet(source)
-    raise BatchInputError(f"--engine ray reads CSV, TSV, JSONL or Parquet, not {fmt}; convert the file with `kesheng tag` locally")
+    raise InputFileError(f"--engine ray reads CSV, TSV, JSONL or Parquet, not {fmt}; convert the file with `kesheng tag` locally")
 
 
 def _input_format(source: Path) -> str:
@@ -101,7 +111,7 @@ def _input_format(source: Path) -> str:
         return format_of(source)
     files = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
     if not files:
-        raise BatchInputError(f"{source}: empty directory, nothing to tag")
+        raise InputFileError(f"{source}: empty directory, nothing to tag")
     return format_of(files[0])
 
 
@@ -113,10 +123,10 @@ def tag_with_ray(input_path: str | os.PathLike, output_dir: str | os.PathLike, o
     source, target = str(input_path), Path(output_dir)
     fmt = options.input_format or _input_format(Path(source))
     if options.output_format not in OUTPUT_FORMATS:
-        raise BatchInputError(f"output format {options.output_format!r}: use one of {list(OUTPUT_FORMATS)}")
+        raise InputFileError(f"output format {options.output_format!r}: use one of {list(OUTPUT_FORMATS)}")
     occupied = (target.is_dir() and any(target.iterdir())) or target.is_file()
     if occupied and not options.overwrite:
-        raise BatchInputError(f"{target} exists; pass --overwrite to replace it")
+        raise InputFileError(f"{target} exists; pass --overwrite to replace it")
     if not ray.is_initialized():
         ray.init(address=options.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     context = ray.data.DataContext.get_current()
@@ -124,11 +134,11 @@ def tag_with_ray(input_path: str | os.PathLike, output_dir: str | os.PathLike, o
     dataset = _read(ray.data, source, fmt)
     columns = dataset.schema().names
     if options.text_field not in columns:
-        raise BatchInputError(f"{source}: column {options.text_field!r} not found; columns are {columns}")
+        raise InputFileError(f"{source}: column {options.text_field!r} not found; columns are {columns}")
     if options.keep_columns is not None:
         unknown = [c for c in options.keep_columns if c not in columns]
         if unknown:
-            raise BatchInputError(f"{source}: columns to keep {unknown} not found; columns are {columns}")
+            raise InputFileError(f"{source}: columns to keep {unknown} not found; columns are {columns}")
         dataset = dataset.select_columns([c for c in columns if c in {*options.keep_columns, options.text_field}])
     # Actors that hold every CPU starve the read and write tasks that feed them (Ray Data then
     # waits forever), so one CPU's worth is always left to those.
@@ -137,7 +147,7 @@ def tag_with_ray(input_path: str | os.PathLike, output_dir: str | os.PathLike, o
     actor_cpus = min(1.0, (cpus - 1) / concurrency) if cpus > 1 else cpus / 2
     tagged = dataset.map_batches(
         _RayTagger,
-        fn_constructor_kwargs={"model_dir": options.model_dir, "text_field": options.text_field},
+        fn_constructor_kwargs={"model_dir": options.model_dir, "text_field": options.text_field, "nested": options.output_format == "jsonl"},
         batch_format="pandas",
         batch_size=options.batch_rows,
         concurrency=concurrency,
@@ -147,7 +157,5 @@ def tag_with_ray(input_path: str | os.PathLike, output_dir: str | os.PathLike, o
     staging = target.with_name(f".{target.name}.ray-partial")
     shutil.rmtree(staging, ignore_errors=True)
     {"parquet": tagged.write_parquet, "csv": tagged.write_csv, "jsonl": tagged.write_json}[options.output_format](str(staging))
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
+    replace_directory(staging, target)
     return _read(ray.data, str(target), options.output_format).count()

@@ -1,4 +1,4 @@
-"""The HTTP API the ticketing system calls: `create_app()` (uvicorn --factory serve.app:create_app)."""
+"""The HTTP API the ticketing system calls: `create_app()` (uvicorn --factory kesheng.serve.api.app:create_app)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models import Prediction, TagClassifier
-from models.feedback import FeedbackStore
-from serve.model_holder import ModelHolder, ReloadOutcome
-from serve.observability import Metrics, RequestGuard, configure_logging
-from serve.routes import build_router, metrics_route
-from serve.schemas import build_request_models
-from serve.settings import Settings
+from kesheng.models import Prediction, TagClassifier
+from kesheng.serve.api.model_holder import ModelHolder, ReloadOutcome
+from kesheng.serve.api.observability import Metrics, RequestGuard, configure_logging
+from kesheng.serve.api.routes import build_router, metrics_route
+from kesheng.serve.api.schemas import build_request_models
+from kesheng.serve.api.settings import Settings
+from kesheng.stores.feedback import FeedbackStore
 
 __all__ = ["create_app"]
 

@@ -17,11 +17,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from models.base import TagClassifier, read_model_version
+from kesheng.models import bundled_model_path
+from kesheng.models import load_model as load_model_dir
+from kesheng.models.base import LABELS_FILE, ModelLoadError, TagClassifier, read_json, read_model_version
+from kesheng.models.schema import Taxonomy, TaxonomyError
 
-__all__ = ["REGISTRY_ENV", "Promotion", "Registry", "RegistryError"]
+__all__ = ["MODEL_ENV", "REGISTRY_ENV", "Promotion", "Registry", "RegistryError", "known_taxonomy", "load_model", "resolve_model"]
 
 REGISTRY_ENV = "KESHENG_REGISTRY"
+MODEL_ENV = "KESHENG_MODEL"
 
 
 class RegistryError(Exception):
@@ -61,11 +65,9 @@ class Registry:
 
         `model`: the directory's model when the caller has loaded it already (else it is loaded here).
         """
-        from models import load_model
-
         source = Path(model_dir).resolve()
         if model is None:
-            model = load_model(source)  # refuse a directory that would not load in `serve`
+            model = load_model_dir(source)  # refuse a directory that would not load in `serve`
         version = str(model.meta_["model_version"])
         if "/" in version or version in ("", ".", ".."):
             raise RegistryError(f"{source}: model version {version!r} cannot name a directory")
@@ -97,3 +99,39 @@ class Registry:
             return [Promotion(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         except (json.JSONDecodeError, TypeError) as exc:
             raise RegistryError(f"{path}: unreadable history ({exc})") from exc
+
+
+def resolve_model(model: str | os.PathLike | None = None) -> Path:
+    """The model directory a command uses: the one given, else $KESHENG_MODEL, else the registry's
+    current (promoted) model, else the bundled model."""
+    if model is not None:
+        return Path(model)
+    configured = os.environ.get(MODEL_ENV)
+    if configured:
+        return Path(configured)
+    # The symlink itself, not its target: a server watching it sees the next promotion.
+    promoted = Registry().current()
+    if promoted is not None:
+        return promoted
+    return bundled_model_path()
+
+
+def load_model(model: str | os.PathLike | None = None) -> TagClassifier:
+    """Load the model a command would use (see `resolve_model`); reads only JSON and safetensors."""
+    return load_model_dir(resolve_model(model))
+
+
+def known_taxonomy(model_version: str, registry: Registry | None = None) -> Taxonomy | None:
+    """The taxonomy of a model version found in the registry or bundled with kesheng, else None.
+
+    A tagged file carries its model version on every row, so a report can name the tags in
+    Chinese without the user pointing it at the model that tagged the file.
+    """
+    candidates = [(registry or Registry()).root / "models" / model_version, bundled_model_path()]
+    for directory in candidates:
+        if directory.is_dir() and read_model_version(directory) == model_version:
+            try:
+                return Taxonomy.from_list(read_json(directory, LABELS_FILE)["taxonomy"])
+            except (ModelLoadError, KeyError, TypeError, TaxonomyError):
+                return None
+    return None

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from models.schema import SENTIMENTS
+from kesheng.models.schema import SENTIMENTS
 
 __all__ = ["FeedbackRecord", "FeedbackStore", "FeedbackStoreError"]
 

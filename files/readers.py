@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 __all__ = [
-    "BatchInputError",
+    "InputFileError",
     "FORMATS",
     "TEXT_FORMATS",
     "DecodingChoice",
@@ -51,14 +51,14 @@ BLOCK = 1 << 20
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
-class BatchInputError(ValueError):
+class InputFileError(ValueError):
     """The input or output file cannot be used; the message says why."""
 
 
 def format_of(path: Path) -> str:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise BatchInputError(f"{path}: unsupported file type {path.suffix!r}; use one of {sorted(FORMATS)}")
+        raise InputFileError(f"{path}: unsupported file type {path.suffix!r}; use one of {sorted(FORMATS)}")
     return fmt
 
 
@@ -127,7 +127,7 @@ def choose_encoding(path: Path, explicit: str | None = None) -> DecodingChoice:
         try:
             codecs.lookup(explicit)
         except LookupError as exc:
-            raise BatchInputError(f"unknown encoding {explicit!r}") from exc
+            raise InputFileError(f"unknown encoding {explicit!r}") from exc
         bad, _, _ = _count_bad_bytes(path, explicit)
         return DecodingChoice(explicit, explicit, bad)
     with open(path, "rb") as handle:
@@ -148,7 +148,7 @@ def choose_encoding(path: Path, explicit: str | None = None) -> DecodingChoice:
     if non_ascii and bad / non_ascii <= TOLERATED_BAD_BYTE_SHARE:
         return DecodingChoice(encoding, label, bad)
     details = "; ".join(f"{t[1]}: {t[2]} bad bytes, first at byte {t[4]}" for t in tried)
-    raise BatchInputError(
+    raise InputFileError(
         f"{path}: cannot tell the text encoding ({details}). Pass --encoding ENCODING "
         "(e.g. big5, utf-16, latin-1); undecodable bytes are then replaced and their rows marked"
     )
@@ -219,10 +219,10 @@ class RowReader:
 def open_reader(path: Path, text_field: str, encoding: str | None = None, sheet: str | None = None, strict: bool = False) -> RowReader:
     """Open and validate an input (type, encoding, text column) before anything is written."""
     if not path.is_file():
-        raise BatchInputError(f"{path}: no such file")
+        raise InputFileError(f"{path}: no such file")
     fmt = format_of(path)
     if path.stat().st_size == 0:
-        raise BatchInputError(f"{path}: empty file (0 bytes), nothing to tag")
+        raise InputFileError(f"{path}: empty file (0 bytes), nothing to tag")
     if fmt in TEXT_FORMATS:
         return _open_text(path, fmt, text_field, encoding, strict)
     if fmt == "xlsx":
@@ -230,8 +230,8 @@ def open_reader(path: Path, text_field: str, encoding: str | None = None, sheet:
     return _open_parquet(path, text_field)
 
 
-def _missing_column(path: Path, text_field: str, columns: list[str], what: str = "column") -> BatchInputError:
-    return BatchInputError(f"{path}: {what} {text_field!r} not found; {what}s are {columns}")
+def _missing_column(path: Path, text_field: str, columns: list[str], what: str = "column") -> InputFileError:
+    return InputFileError(f"{path}: {what} {text_field!r} not found; {what}s are {columns}")
 
 
 def _open_text(path: Path, fmt: str, text_field: str, encoding: str | None, strict: bool) -> RowReader:
@@ -265,10 +265,10 @@ def _jsonl_rows(handle: IO[str], path: Path, text_field: str, strict: bool):
             break
     if first is None:
         if not early:
-            raise BatchInputError(f"{path}: no JSON objects in the file, nothing to tag")
-        raise BatchInputError(f"{path}: no line is a valid JSON object (line 1: {early[0][1][0]})")
+            raise InputFileError(f"{path}: no JSON objects in the file, nothing to tag")
+        raise InputFileError(f"{path}: no line is a valid JSON object (line 1: {early[0][1][0]})")
     if text_field not in first[1]:
-        raise BatchInputError(f"{path}: field {text_field!r} not found; line {first[0]} has fields {list(first[1])}")
+        raise InputFileError(f"{path}: field {text_field!r} not found; line {first[0]} has fields {list(first[1])}")
     columns = list(first[1])
 
     def rows():
@@ -289,12 +289,12 @@ def _parse_json_line(line: str, number: int, path: Path, strict: bool) -> tuple[
     except json.JSONDecodeError as exc:
         problem = f"line {number} is not valid JSON ({exc.msg} at column {exc.colno})"
         if strict:
-            raise BatchInputError(f"{path}: {problem}") from exc
+            raise InputFileError(f"{path}: {problem}") from exc
         return {}, [f"malformed row: {problem}; raw line: {line.rstrip(chr(10) + chr(13))}"]
     if not isinstance(row, dict):
         problem = f"line {number} is a JSON {type(row).__name__}, expected an object"
         if strict:
-            raise BatchInputError(f"{path}: {problem}")
+            raise InputFileError(f"{path}: {problem}")
         return {}, [f"malformed row: {problem}; raw line: {line.rstrip(chr(10) + chr(13))}"]
     return row, []
 
@@ -303,7 +303,7 @@ def _unique_header(path: Path, header: list[str]) -> list[str]:
     seen: set[str] = set()
     duplicates = sorted({h for h in header if h in seen or seen.add(h)})
     if duplicates:
-        raise BatchInputError(f"{path}: duplicate column names {duplicates}; rename them so that no value is lost")
+        raise InputFileError(f"{path}: duplicate column names {duplicates}; rename them so that no value is lost")
     return header
 
 
@@ -315,7 +315,7 @@ def _delimited_rows(handle: IO[str], path: Path, fmt: str, text_field: str, stri
             header = fields
             break
     if header is None:
-        raise BatchInputError(f"{path}: empty file, no header row")
+        raise InputFileError(f"{path}: empty file, no header row")
     header = _unique_header(path, header)
     if text_field not in header:
         raise _missing_column(path, text_field, header)
@@ -329,7 +329,7 @@ def _delimited_rows(handle: IO[str], path: Path, fmt: str, text_field: str, stri
             if len(fields) != width:
                 problem = f"line {reader.line_num} has {len(fields)} fields, the header has {width}"
                 if strict:
-                    raise BatchInputError(f"{path}: {problem}")
+                    raise InputFileError(f"{path}: {problem}")
                 if len(fields) > width:
                     problem += f"; extra fields: {json.dumps(fields[width:], ensure_ascii=False)}"
                 notes.append(f"malformed row: {problem}")
@@ -345,16 +345,16 @@ def _open_xlsx(path: Path, text_field: str, sheet: str | None) -> RowReader:
     try:
         book = load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises zip, XML and key errors for damaged files
-        raise BatchInputError(f"{path}: not a readable XLSX workbook ({type(exc).__name__}: {exc})") from exc
+        raise InputFileError(f"{path}: not a readable XLSX workbook ({type(exc).__name__}: {exc})") from exc
     if sheet is not None and sheet not in book.sheetnames:
         book.close()
-        raise BatchInputError(f"{path}: no sheet {sheet!r}; sheets are {book.sheetnames}")
+        raise InputFileError(f"{path}: no sheet {sheet!r}; sheets are {book.sheetnames}")
     worksheet = book[sheet] if sheet is not None else book.worksheets[0]
     cells = worksheet.iter_rows(values_only=True)
     header_cells = next(cells, None)
     if header_cells is None or all(c is None for c in header_cells):
         book.close()
-        raise BatchInputError(f"{path}: sheet {worksheet.title!r} is empty, no header row")
+        raise InputFileError(f"{path}: sheet {worksheet.title!r} is empty, no header row")
     header = _unique_header(path, [str(c) if c is not None else f"column_{i + 1}" for i, c in enumerate(header_cells)])
     if text_field not in header:
         book.close()
@@ -381,7 +381,7 @@ def _open_parquet(path: Path, text_field: str) -> RowReader:
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
-        raise BatchInputError(f"{path}: not a readable Parquet file ({exc})") from exc
+        raise InputFileError(f"{path}: not a readable Parquet file ({exc})") from exc
     schema = parquet.schema_arrow
     columns = list(schema.names)
     if text_field not in columns:

@@ -9,9 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 
-from models import SENTIMENTS
-from models.base import FORMAT_VERSION
-from serve.schemas import ErrorResponse, FeedbackAccepted, ModelInfo, RequestModels, TagResponse
+from kesheng.models import SENTIMENTS
+from kesheng.models.base import FORMAT_VERSION
+from kesheng.serve.api.schemas import ErrorResponse, FeedbackAccepted, ModelInfo, RequestModels, TagResponse
 
 __all__ = ["build_router"]
 

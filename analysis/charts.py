@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.schema import OTHER_ZH, SENTIMENT_ZH, SENTIMENTS
+from kesheng.models.schema import OTHER_ZH, SENTIMENT_ZH, SENTIMENTS
 
 if TYPE_CHECKING:
-    from serve.report import ReportData
+    from kesheng.analysis.report import ReportData
 
 __all__ = ["Chart", "cjk_font_name", "render_charts"]
 
@@ -74,7 +74,7 @@ def cjk_font_name() -> str:
         if name in available:
             _font_name = name
             return name
-    from serve.report import ReportError
+    from kesheng.analysis.report import ReportError
 
     raise ReportError("no font with Chinese characters found for the charts: pip install 'kesheng[report]' (brings Noto Sans CJK via mplfonts)")
 

@@ -16,10 +16,9 @@ import time
 import uuid
 from typing import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest, multiprocess
 
-from models import Prediction
+from kesheng.models import Prediction
 
 __all__ = ["JsonFormatter", "Metrics", "RequestGuard", "configure_logging"]
 

@@ -1,0 +1,1 @@
+"""Analysis of tagged files: the survey report (problem shares, sentiment, groups, trend, charts)."""

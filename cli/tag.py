@@ -1,0 +1,107 @@
+"""`kesheng tag`: comments on the command line, or every row of a file (local or Ray)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from kesheng.cli.options import MODEL_OPTION, fail, load, split_commas
+
+
+def tag(
+    texts: list[str] = typer.Argument(None, help="Comments to tag; one JSON line is printed per comment."),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="File to tag: CSV, TSV, JSONL, XLSX or Parquet."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Where to write (CSV/TSV/JSONL/XLSX/Parquet, by extension; a directory with --engine ray); stdout as JSONL when omitted."
+    ),
+    text_column: str = typer.Option("text", "--text-column", "--text-field", help="Field/column holding the comment."),
+    id_column: str = typer.Option("id", "--id-column", "--id-field", help="Field/column copied to the output id."),
+    keep: list[str] = typer.Option(None, "--keep", "-k", help="Input columns to carry over (repeat or comma-separate; default: all)."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Processes running the model (each loads it once)."),
+    chunk_rows: int = typer.Option(2000, "--chunk-rows", min=1, help="Rows per chunk: the unit of work, memory and resume."),
+    encoding: Optional[str] = typer.Option(None, "--encoding", help="Input text encoding (default: detect UTF-8, UTF-8-SIG, UTF-16 BOM, GB18030)."),
+    sheet: Optional[str] = typer.Option(None, "--sheet", help="XLSX sheet to read (default: the first)."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first malformed row instead of keeping it with a note."),
+    restart: bool = typer.Option(False, "--restart", help="Discard an interrupted run of this output instead of resuming it."),
+    excel_bom: bool = typer.Option(False, "--excel-bom", help="Start CSV/TSV output with a UTF-8 BOM so that Excel shows Chinese correctly."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a terminal)."),
+    engine: str = typer.Option("local", "--engine", help="local, or ray (Ray Data: a cluster, or this machine; pip install kesheng[distributed])."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --engine ray: cluster address (default: $RAY_ADDRESS or a local Ray)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    model_dir: Optional[Path] = MODEL_OPTION,
+):
+    """Tag comments given as arguments, or every row of a file (resumable: rerun to continue)."""
+    from kesheng.serve.batch.tagging import InputFileError, TagFileOptions, tag_file, tag_stream, write_jsonl
+
+    if bool(texts) == bool(input):
+        fail("give comments as arguments or --input FILE (exactly one of them)")
+    if texts:
+        write_jsonl(load(model_dir).predict(list(texts)), list(range(len(texts))))
+        return
+    keep_columns = split_commas(keep)
+    options = TagFileOptions(
+        text_field=text_column,
+        id_field=id_column,
+        keep_columns=keep_columns,
+        overwrite=overwrite,
+        workers=workers,
+        chunk_rows=chunk_rows,
+        encoding=encoding,
+        sheet=sheet,
+        strict=strict,
+        restart=restart,
+        output_encoding="utf-8-sig" if excel_bom else "utf-8",
+        progress=sys.stderr.isatty() if progress is None else progress,
+    )
+    if engine == "ray":
+        _tag_with_ray(input, output, options, model_dir, ray_address)
+        return
+    if engine != "local":
+        fail(f"unknown engine {engine!r}: use local or ray")
+    from concurrent.futures.process import BrokenProcessPool
+
+    from kesheng.models import ModelLoadError
+
+    try:
+        if output is None:
+            tag_stream(model_dir, input, sys.stdout, "jsonl", options)
+            return
+        result = tag_file(model_dir, input, output, options)
+    except (InputFileError, ModelLoadError) as exc:
+        fail(str(exc))
+    except (KeyboardInterrupt, BrokenProcessPool, OSError) as exc:
+        if output is None:
+            raise
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped: {type(exc).__name__}: {exc}"
+        typer.echo(f"{reason}; the rows tagged so far are kept: rerun the same command to continue where it stopped", err=True)
+        raise typer.Exit(code=130 if isinstance(exc, KeyboardInterrupt) else 1)
+    if result.encoding:
+        typer.echo(f"read {input} as {result.encoding}" + (f" ({result.replaced_bytes} undecodable bytes replaced)" if result.replaced_bytes else ""), err=True)
+    if result.resumed_rows:
+        typer.echo(f"resumed an interrupted run: {result.resumed_rows:,} rows were already tagged", err=True)
+    for kind, count in sorted(result.problems.items()):
+        rows = ", ".join(map(str, result.problem_rows.get(kind, [])[:5]))
+        typer.echo(f"{count:,} rows with {kind!r} kept and marked in notes (rows {rows}{', ...' if count > 5 else ''})", err=True)
+    rate = (result.rows - result.resumed_rows) / result.seconds if result.seconds else 0.0
+    typer.echo(f"tagged {result.rows} rows -> {output} ({result.seconds:.1f}s, {rate:,.0f} rows/s)", err=True)
+
+
+def _tag_with_ray(input: Path, output: Optional[Path], options, model_dir: Optional[Path], address: Optional[str]) -> None:
+    from kesheng.serve.batch.tagging import InputFileError
+
+    if output is None:
+        fail("--engine ray writes a directory of part files: give --output DIR")
+    try:
+        from kesheng.serve.batch.distributed import DistributedOptions, tag_with_ray
+    except ImportError as exc:
+        fail(f"--engine ray needs Ray Data: pip install 'kesheng[distributed]' ({exc})")
+    try:
+        count = tag_with_ray(input, output, DistributedOptions.from_tag_options(options, model_dir=model_dir, address=address))
+    except InputFileError as exc:
+        fail(str(exc))
+    typer.echo(f"tagged {count} rows -> {output}/", err=True)
+
+

@@ -1,0 +1,1 @@
+"""The HTTP API the ticketing system calls: app factory, settings, routes, schemas, observability."""

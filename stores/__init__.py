@@ -1,0 +1,1 @@
+"""Durable state next to the models: the label store the API appends to, and the model registry."""
