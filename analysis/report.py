@@ -6,7 +6,8 @@ breakdowns by grouping columns, a trend by a date column, data quality, and char
 The tagged file is read in chunks and only aggregates are kept (counts per tag, group and
 period, the best-scoring comments per tag), so a million-row file is reported in bounded
 memory. Tags are the columns `X` that have a companion `X_score`: a model with a fifth tag gets
-a fifth row without any change here. Chinese tag names come from the model's taxonomy.
+a fifth row without any change here. Chinese tag names come from the taxonomy of the model
+version the file records on its rows, so no model is loaded.
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ class _Aggregator:
         data = ReportData(
             source=self.source,
             tags=tags,
-            zh={t: options.tag_names_zh.get(t, t) for t in tags},
+            zh={},  # filled in by finish(), once the file's model versions are known
             text_column=text_column,
             text_column_guessed=options.text_column is None,
             tag_counts={t: 0 for t in tags},
@@ -219,7 +220,7 @@ class _Aggregator:
             raise ReportError(f"{self.source}: sentiment values {sorted(set(sentiment[unknown]))[:5]} are not {list(SENTIMENTS)}")
         data.rows += len(frame)
         if MODEL_VERSION_COLUMN in frame.columns:
-            data.model_versions.update(frame[MODEL_VERSION_COLUMN].fillna("").astype(str).tolist())
+            data.model_versions.update(frame[MODEL_VERSION_COLUMN].fillna("").astype(str).value_counts().to_dict())
         else:
             data.model_versions[""] += len(frame)
         data.scored += int(scored.sum())

@@ -22,16 +22,13 @@ def promote(
     reason: str = typer.Option("", help="Why (kept in the registry history)."),
 ):
     """Make a model the default that `tag` and `serve` use (refused if it compares worse, unless --force)."""
-    from kesheng.models import bundled_model_path
-    from kesheng.models import load_model as load_model_dir
     from kesheng.stores.registry import Registry, RegistryError
     from kesheng.training.compare import format_comparison, promotion_check, union_taxonomy
 
     target = Registry(registry)
     candidate = load(model_dir)
     if data or labels:
-        # Before any promotion the bundled model is what `tag` and `serve` use: the bar to clear.
-        incumbent = load_model_dir(target.current() or bundled_model_path())
+        incumbent = load(target.incumbent())
         taxonomy = union_taxonomy(incumbent.taxonomy_, candidate.taxonomy_)
         check = promotion_check(incumbent, candidate, labeled_for(labels, data, split, corpus_dir, taxonomy))
         typer.echo(format_comparison(check.comparison, show_examples=False))

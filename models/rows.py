@@ -125,16 +125,19 @@ def jsonl_fields(prediction: Prediction, extra_notes: Sequence[str] = (), model_
 def flat_from_record(record: Mapping[str, Any], tag_names: Sequence[str]) -> dict:
     """A JSONL record as the flat row a table would hold (input fields first, as written)."""
     flat = {k: v for k, v in record.items() if k not in PREDICTION_KEYS or k == "id"}
-    tags = set(record.get("tags") or [])
-    scores = record.get("scores") or {}
+    # A reader may fill a missing value with NaN: only the types tagging writes count.
+    tags = set(record["tags"]) if isinstance(record.get("tags"), list) else set()
+    scores = record["scores"] if isinstance(record.get("scores"), dict) else {}
+    evidence = record["evidence"] if isinstance(record.get("evidence"), list) else []
+    sentiment_scores = record["sentiment_scores"] if isinstance(record.get("sentiment_scores"), dict) else {}
     for name in tag_names:
         flat[name] = int(name in tags)
     for name in tag_names:
         flat[f"{name}_score"] = scores.get(name, 0.0)
     sentiment = record.get("sentiment")
     flat["sentiment"] = sentiment
-    flat["sentiment_score"] = (record.get("sentiment_scores") or {}).get(sentiment)
-    flat["evidence"] = json.dumps(record.get("evidence") or [], ensure_ascii=False)
+    flat["sentiment_score"] = sentiment_scores.get(sentiment)
+    flat["evidence"] = json.dumps(evidence, ensure_ascii=False)
     flat["notes"] = join_notes(split_notes(record.get("notes")))
     flat[MODEL_VERSION_COLUMN] = record.get(MODEL_VERSION_COLUMN)
     return flat

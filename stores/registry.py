@@ -56,6 +56,10 @@ class Registry:
         link = self.current_link
         return link if link.is_symlink() and link.exists() else None
 
+    def incumbent(self) -> Path:
+        """The model a promotion must beat: the current one, or the bundled model before any promotion."""
+        return self.current() or bundled_model_path()
+
     def current_version(self) -> str | None:
         current = self.current()
         return None if current is None else read_model_version(current)
@@ -110,10 +114,7 @@ def resolve_model(model: str | os.PathLike | None = None) -> Path:
     if configured:
         return Path(configured)
     # The symlink itself, not its target: a server watching it sees the next promotion.
-    promoted = Registry().current()
-    if promoted is not None:
-        return promoted
-    return bundled_model_path()
+    return Registry().incumbent()
 
 
 def load_model(model: str | os.PathLike | None = None) -> TagClassifier:

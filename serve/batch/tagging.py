@@ -34,7 +34,7 @@ from typing import IO, Any, Iterator
 from kesheng.files.readers import TEXT_FORMATS, InputFileError, RowReader, cell_text, file_fingerprint, format_of, open_reader
 from kesheng.models import Prediction, TagClassifier
 from kesheng.models.rows import PREDICTION_KEYS, flat_values, jsonl_fields, note_kind, prediction_columns
-from kesheng.serve.batch.journal import BrokenPartial, PartialRun, partial_dir_for
+from kesheng.serve.batch.journal import BrokenPartial, PartialRun
 from kesheng.serve.batch.writers import OutputPlan, PartsSink, TextSink, arrow_column, prediction_type
 from kesheng.stores.registry import load_model
 
@@ -42,7 +42,6 @@ __all__ = [
     "InputFileError",
     "TagFileOptions",
     "TagFileResult",
-    "partial_dir_for",
     "tag_file",
     "tag_stream",
     "write_jsonl",
