@@ -31,7 +31,7 @@ def suggest(
         fail(f"{output}: write .jsonl, .csv or .json (Label Studio tasks)")
     model = load(model_dir)
     try:
-        rows = read_rows(input)
+        rows = read_rows(input, text_column)
         known = [r.get(text_column) for path in (labeled or []) for r in read_rows(path)]
     except DataValidationError as exc:
         fail(str(exc))

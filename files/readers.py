@@ -216,8 +216,12 @@ class RowReader:
         self._close.clear()
 
 
-def open_reader(path: Path, text_field: str, encoding: str | None = None, sheet: str | None = None, strict: bool = False) -> RowReader:
-    """Open and validate an input (type, encoding, text column) before anything is written."""
+def open_reader(path: Path, text_field: str | None, encoding: str | None = None, sheet: str | None = None, strict: bool = False) -> RowReader:
+    """Open and validate an input (type, encoding, text column) before anything is written.
+
+    Every command that reads a user's file reads it here. `text_field` None: no column is
+    required (the caller checks its own columns). `strict`: a malformed row is an error naming
+    it instead of a kept row with a note."""
     if not path.is_file():
         raise InputFileError(f"{path}: no such file")
     fmt = format_of(path)
@@ -234,7 +238,7 @@ def _missing_column(path: Path, text_field: str, columns: list[str], what: str =
     return InputFileError(f"{path}: {what} {text_field!r} not found; {what}s are {columns}")
 
 
-def _open_text(path: Path, fmt: str, text_field: str, encoding: str | None, strict: bool) -> RowReader:
+def _open_text(path: Path, fmt: str, text_field: str | None, encoding: str | None, strict: bool) -> RowReader:
     decoding = choose_encoding(path, encoding)
     raw = open(path, "rb")
     counter = _CountingReader(raw)
@@ -251,7 +255,7 @@ def _open_text(path: Path, fmt: str, text_field: str, encoding: str | None, stri
     return reader
 
 
-def _jsonl_rows(handle: IO[str], path: Path, text_field: str, strict: bool):
+def _jsonl_rows(handle: IO[str], path: Path, text_field: str | None, strict: bool):
     lines = enumerate(handle, start=1)
     first: tuple[int, dict] | None = None
     early: list[tuple[dict, list[str]]] = []
@@ -267,7 +271,7 @@ def _jsonl_rows(handle: IO[str], path: Path, text_field: str, strict: bool):
         if not early:
             raise InputFileError(f"{path}: no JSON objects in the file, nothing to tag")
         raise InputFileError(f"{path}: no line is a valid JSON object (line 1: {early[0][1][0]})")
-    if text_field not in first[1]:
+    if text_field is not None and text_field not in first[1]:
         raise InputFileError(f"{path}: field {text_field!r} not found; line {first[0]} has fields {list(first[1])}")
     columns = list(first[1])
 
@@ -307,7 +311,7 @@ def _unique_header(path: Path, header: list[str]) -> list[str]:
     return header
 
 
-def _delimited_rows(handle: IO[str], path: Path, fmt: str, text_field: str, strict: bool):
+def _delimited_rows(handle: IO[str], path: Path, fmt: str, text_field: str | None, strict: bool):
     reader = csv.reader(handle, delimiter="\t" if fmt == "tsv" else ",")
     header = None
     for fields in reader:
@@ -317,7 +321,7 @@ def _delimited_rows(handle: IO[str], path: Path, fmt: str, text_field: str, stri
     if header is None:
         raise InputFileError(f"{path}: empty file, no header row")
     header = _unique_header(path, header)
-    if text_field not in header:
+    if text_field is not None and text_field not in header:
         raise _missing_column(path, text_field, header)
     width = len(header)
 
@@ -339,7 +343,7 @@ def _delimited_rows(handle: IO[str], path: Path, fmt: str, text_field: str, stri
     return header, rows()
 
 
-def _open_xlsx(path: Path, text_field: str, sheet: str | None) -> RowReader:
+def _open_xlsx(path: Path, text_field: str | None, sheet: str | None) -> RowReader:
     from openpyxl import load_workbook
 
     try:
@@ -356,7 +360,7 @@ def _open_xlsx(path: Path, text_field: str, sheet: str | None) -> RowReader:
         book.close()
         raise InputFileError(f"{path}: sheet {worksheet.title!r} is empty, no header row")
     header = _unique_header(path, [str(c) if c is not None else f"column_{i + 1}" for i, c in enumerate(header_cells)])
-    if text_field not in header:
+    if text_field is not None and text_field not in header:
         book.close()
         raise _missing_column(path, text_field, header)
     width = len(header)
@@ -374,7 +378,7 @@ def _open_xlsx(path: Path, text_field: str, sheet: str | None) -> RowReader:
     return RowReader(path, "xlsx", header, total, _rows=rows(), _position=lambda: done[0], _close=[book.close])
 
 
-def _open_parquet(path: Path, text_field: str) -> RowReader:
+def _open_parquet(path: Path, text_field: str | None) -> RowReader:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -384,7 +388,7 @@ def _open_parquet(path: Path, text_field: str) -> RowReader:
         raise InputFileError(f"{path}: not a readable Parquet file ({exc})") from exc
     schema = parquet.schema_arrow
     columns = list(schema.names)
-    if text_field not in columns:
+    if text_field is not None and text_field not in columns:
         raise _missing_column(path, text_field, columns)
     done = [0]
 

@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Protocol, Sequence
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from kesheng.models.card import CARD_FILE, render_card
 from kesheng.models.prediction import Prediction
 from kesheng.models.schema import SENTIMENTS, Taxonomy
 
-__all__ = ["FORMAT_VERSION", "ModelLoadError", "TagClassifier", "library_versions", "read_json"]
+__all__ = ["FORMAT_VERSION", "EpochCallback", "ModelLoadError", "TagClassifier", "library_versions", "read_json"]
 
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
@@ -121,14 +121,33 @@ def _empty_prediction(taxonomy: Taxonomy, note: str) -> Prediction:
     )
 
 
+class EpochCallback(Protocol):
+    """A hook the training pipeline hands to `fit`: called after every epoch of a model that
+    trains in epochs, it returns a score (higher is better) that picks the epoch to keep."""
+
+    def on_epoch_end(self, model: "TagClassifier") -> float: ...
+
+
 class TagClassifier(ABC):
     """Multi-label problem tags + sentiment for Chinese feedback.
 
     Subclasses implement `_predict_texts` for non-empty strings and their own weight files;
     this class guarantees the contract: one Prediction per input, in order, whatever the input.
+    Every model type fits with the same call, `fit(texts, tag_matrix, sentiments, thresholds=None,
+    sample_weight=None, callbacks=())`, and is built from its params the same way (`build`).
     """
 
     model_type: ClassVar[str]
+    config_section: ClassVar[str]  # the TrainConfig field holding this type's params
+    refits_with_dev: ClassVar[bool] = True  # after thresholds are tuned on dev, the pipeline refits on train + dev
+
+    @classmethod
+    def build(cls, params, taxonomy: Taxonomy, trainer=None) -> "TagClassifier":
+        """An unfitted model; `trainer` runs the optimisation of models that need one (the transformer)."""
+        return cls(params, taxonomy)
+
+    @abstractmethod
+    def fit(self, texts, tag_matrix, sentiments, thresholds=None, sample_weight=None, callbacks: Sequence[EpochCallback] = ()) -> "TagClassifier": ...
 
     # Set by fit() or load().
     taxonomy_: Taxonomy

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from kesheng.models.base import WEIGHTS_FILE, ModelLoadError, TagClassifier, check_fit_inputs, library_versions, read_json, sigmoid, softmax
+from kesheng.models.base import WEIGHTS_FILE, EpochCallback, ModelLoadError, TagClassifier, check_fit_inputs, library_versions, read_json, sigmoid, softmax
 from kesheng.models.evidence import tag_evidence
 from kesheng.models.features import Analysis, FeatureParams, TfidfFeaturizer
 from kesheng.models.prediction import Evidence, Prediction
@@ -43,6 +43,7 @@ class BaselineParams:
 
 class TfidfLinearClassifier(TagClassifier):
     model_type = "tfidf-linear"
+    config_section = "baseline"
 
     def __init__(self, params: BaselineParams = BaselineParams(), taxonomy: Taxonomy = DEFAULT_TAXONOMY):
         self.params = params
@@ -57,13 +58,15 @@ class TfidfLinearClassifier(TagClassifier):
         sentiments: Sequence[str | None],
         thresholds: dict[str, float] | None = None,
         sample_weight: np.ndarray | None = None,
+        callbacks: Sequence[EpochCallback] = (),
     ) -> "TfidfLinearClassifier":
         """Fit on texts, a (n_texts, n_tags) matrix in taxonomy order, and sentiment names.
 
         Tag value -1 and sentiment None mean "not labeled": the row is left out of that head
         only, so partially labeled rows still teach the others. `sample_weight` lets weakly
         labeled rows count less than hand labels. Thresholds default to 0.5; the training
-        pipeline tunes them on held-out data and sets them with `set_thresholds`.
+        pipeline tunes them on held-out data and sets them with `set_thresholds`. The fit is
+        one convex solve, not epochs, so epoch callbacks are never called.
         """
         from sklearn.linear_model import LogisticRegression
 

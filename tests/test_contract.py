@@ -1,4 +1,4 @@
-"""The predict contract every model type must keep (shared with the transformer later)."""
+"""The predict contract every model type must keep, run on each of them (`any_model`)."""
 
 import math
 
@@ -6,26 +6,7 @@ import pytest
 
 from kesheng.models import Prediction, load_model
 from kesheng.models.schema import SENTIMENTS
-
-TEXTS = [
-    "等了半小时都没人接电话",
-    "打了三次电话还是没解决，客服还直接挂我电话！！",
-    "這個月話費莫名其妙多扣了20塊，也沒人通知我",
-    "客服态度很好，处理得很及时，谢谢",
-    "菜有点咸",
-    "请问怎么开通国际漫游？",
-]
-BAD = [
-    None,
-    "",
-    "   \n\t ",
-    "好" * 100_000,
-    "The delivery was fine, thanks.",
-    "\x00\x01\x02控制字符\x7f",
-    "😡😡😡",
-    "[怒]",
-    "1234567890",
-]
+from tests.texts import BAD, TEXTS
 
 
 def check_prediction(p: Prediction, text, names):
@@ -57,53 +38,53 @@ def check_one_prediction_per_text_in_order(model) -> list[Prediction]:
     return predictions
 
 
-def test_one_prediction_per_text_in_order(model):
-    predictions = check_one_prediction_per_text_in_order(model)
+def test_one_prediction_per_text_in_order(any_model):
+    predictions = check_one_prediction_per_text_in_order(any_model)
     # Batch or one by one: same answers.
-    assert [model.predict([t])[0] for t in TEXTS] == predictions[: len(TEXTS)]
+    assert [any_model.predict([t])[0] for t in TEXTS] == predictions[: len(TEXTS)]
 
 
 @pytest.mark.parametrize("text", [None, "", "   \n\t "])
-def test_missing_or_empty_text_gets_no_tags_and_a_note(model, text):
-    (p,) = model.predict([text])
+def test_missing_or_empty_text_gets_no_tags_and_a_note(any_model, text):
+    (p,) = any_model.predict([text])
     assert p.tags == [] and p.sentiment == "neutral" and p.notes
 
 
-def test_texts_without_known_words_are_not_scored(model):
-    (p,) = model.predict(["ᚠᚢᚦ ᚨᚱᚲ"])  # runes: surely in no training text
+def test_texts_without_known_words_are_not_scored(any_model):
+    (p,) = any_model.predict(["ᚠᚢᚦ ᚨᚱᚲ"])  # runes: surely in no training text
     assert p.tags == [] and p.notes
 
 
-def test_non_string_text_is_a_clear_error(model):
+def test_non_string_text_is_a_clear_error(any_model):
     with pytest.raises(TypeError, match="text #1"):
-        model.predict(["好", 42])
+        any_model.predict(["好", 42])
 
 
-def test_single_string_instead_of_list_is_a_clear_error(model):
+def test_single_string_instead_of_list_is_a_clear_error(any_model):
     with pytest.raises(TypeError, match="list"):
-        model.predict("等了半小时")
+        any_model.predict("等了半小时")
 
 
-def test_evidence_offsets_index_the_original_text(model):
+def test_evidence_offsets_index_the_original_text(any_model):
     text = "  @某某客服 你們的客服態度太差了！！！等了３０分鐘都沒人理 "
-    (p,) = model.predict([text])
+    (p,) = any_model.predict([text])
     assert p.tags, "expected at least one tag for an obvious complaint"
     assert p.evidence
     for e in p.evidence:
         assert text[e.start : e.end] == e.text
 
 
-def test_save_load_gives_identical_predictions(model, tmp_path):
-    path = model.save(tmp_path / "copy")
+def test_save_load_gives_identical_predictions(any_model, tmp_path):
+    path = any_model.save(tmp_path / "copy")
     loaded = load_model(path)
     texts = TEXTS + [t for t in BAD if t is not None][:4]
-    assert loaded.predict(texts) == model.predict(texts)
-    assert loaded.thresholds_ == model.thresholds_
-    assert loaded.taxonomy_ == model.taxonomy_
+    assert loaded.predict(texts) == any_model.predict(texts)
+    assert loaded.thresholds_ == any_model.thresholds_
+    assert loaded.taxonomy_ == any_model.taxonomy_
 
 
-def test_to_dict_has_the_documented_keys(model):
-    (p,) = model.predict(["等了半小时都没人接电话"])
+def test_to_dict_has_the_documented_keys(any_model):
+    (p,) = any_model.predict(["等了半小时都没人接电话"])
     row = p.to_dict(id="T-1")
     assert list(row) == ["id", "tags", "scores", "sentiment", "sentiment_scores", "evidence", "notes"]
     assert row["id"] == "T-1"

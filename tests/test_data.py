@@ -44,7 +44,19 @@ def test_every_problem_is_listed_with_rows(tmp_path):
     assert "missing or empty text" in message and "row 3" in message
     assert "tag 'opacity' is not 0/1" in message
     assert "duplicate id" in message and "repeats id r0" in message
-    assert "same text, different labels" in message
+    assert "重复文本" not in message  # the same text labeled twice is merged by the one rule, not an error
+
+
+def test_the_same_text_labeled_differently_follows_the_one_merge_rule(tmp_path):
+    rows = [labeled("重复文本", ["attitude", "opacity"], id="x"), labeled("重复文本！", ["opacity"], sentiment="neutral", id="y")]
+    data = load_labeled(write_jsonl(tmp_path / "d.jsonl", rows))
+    names = list(data.taxonomy.names)
+    # Agreeing fields are kept, disputed ones are left unlabeled in both copies and reported.
+    assert data.tags[:, names.index("opacity")].tolist() == [1, 1]
+    assert data.tags[:, names.index("attitude")].tolist() == [-1, -1]
+    assert data.sentiments == [None, None]
+    assert any("attitude" in w and "left unlabeled" in w for w in data.warnings)
+    assert any("sentiment" in w for w in data.warnings)
 
 
 def test_unknown_tag_in_tag_list(tmp_path):
@@ -68,9 +80,9 @@ def test_no_tag_labels_at_all(tmp_path):
 @pytest.mark.parametrize(
     "name,content,match",
     [
-        ("d.jsonl", "", "file is empty"),
-        ("d.jsonl", '{"text": "好", "sentiment": \n', "cannot be read"),
-        ("d.parquet", "x", "unsupported file type"),
+        ("d.jsonl", "", "empty file"),
+        ("d.jsonl", '{"text": "好", "sentiment": \n', "not valid JSON"),
+        ("d.docx", "x", "unsupported file type"),
     ],
 )
 def test_broken_files(tmp_path, name, content, match):
@@ -109,3 +121,18 @@ def test_split_is_reproducible_grouped_and_stratified(tmp_path):
     assert 30 <= len(held) <= 50
     assert group_split(data, 0.2, seed=2) != (rest, held)
     assert np.asarray(data.tags).dtype == np.int8
+
+
+def test_labeled_csv_in_gb18030_reads_like_tag_reads_it(tmp_path):
+    # One reader stack for every command: a survey tool's GB18030 export is read, not refused.
+    path = tmp_path / "gbk.csv"
+    path.write_bytes("text,sentiment,slow_response,unresolved,attitude,opacity\n等了半小时,negative,1,0,0,0\n服务很好,positive,0,0,0,0\n".encode("gb18030"))
+    data = load_labeled(path)
+    assert data.texts == ["等了半小时", "服务很好"] and data.tags[0].tolist() == [1, 0, 0, 0]
+
+
+def test_a_malformed_labeled_row_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("text,sentiment,slow_response\n好,positive,0\n坏,negative,1,extra\n", encoding="utf-8")
+    with pytest.raises(DataValidationError, match="line 3"):
+        load_labeled(path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -15,58 +14,27 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 from kesheng.models import ModelLoadError, load_model  # noqa: E402
 from kesheng.models.encoder import BaseModelError, check_base_folder  # noqa: E402
 from kesheng.models.transformer import TransformerClassifier, TransformerParams  # noqa: E402
-from kesheng.training.config import TrainConfig, bundled_seed_corpus  # noqa: E402
-from kesheng.training.train import train  # noqa: E402
-from tests.test_contract import BAD, TEXTS, check_one_prediction_per_text_in_order  # noqa: E402
-from tests.transformer_fixtures import write_tiny_bert  # noqa: E402
-
-SEED_TEXTS = [json.loads(line)["text"] for line in Path(bundled_seed_corpus()).read_text(encoding="utf-8").splitlines() if line.strip()]
+from kesheng.training.config import TrainConfig  # noqa: E402
+from kesheng.training.fine_tune import FineTuner  # noqa: E402
+from tests.texts import BAD, TEXTS  # noqa: E402
+from tests.transformer_fixtures import SEED_TEXTS, tiny_args, tiny_params  # noqa: E402
 
 
-def tiny_params(base: Path, **changes) -> TransformerParams:
-    settings = dict(
-        base_model=str(base), epochs=2, patience=1, batch_size=32, max_length=48, train_max_length=48,
-        window_overlap=8, max_windows=4, num_threads=2, learning_rate=1e-3, head_learning_rate=3e-3,
-    )
-    settings.update(changes)
-    return TransformerParams(**settings)
+def tiny_model(base: Path, params: TransformerParams | None = None, **args) -> TransformerClassifier:
+    return TransformerClassifier(params or tiny_params(base), trainer=FineTuner(tiny_args(**args)))
 
 
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory) -> Path:
-    return write_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert", SEED_TEXTS)
+class Scores:
+    """An epoch callback returning the scores of `score(model)`, like the pipeline's dev score."""
 
+    def __init__(self, score):
+        self.score = score
 
-@pytest.fixture(scope="session")
-def tiny_trained(tiny_base, tmp_path_factory):
-    """The full pipeline (fit with early stopping on dev, thresholds, test metrics, save) once."""
-    directory = tmp_path_factory.mktemp("tmodel") / "transformer"
-    config = TrainConfig(model_type="transformer", transformer=tiny_params(tiny_base), refit_with_dev=False)
-    result = train(config, directory)
-    return result, directory
-
-
-@pytest.fixture(scope="session")
-def tmodel(tiny_trained):
-    return tiny_trained[0].model
-
-
-@pytest.fixture(scope="session")
-def tmodel_dir(tiny_trained):
-    return tiny_trained[1]
-
-
-@pytest.fixture(scope="session")
-def every_tag_model(tmodel_dir, tmp_path_factory):
-    """The tiny model with all thresholds at 0: every tag fires, so evidence is always computed."""
-    model = load_model(tmodel_dir)
-    model.set_thresholds({name: 0.0 for name in model.taxonomy_.names})
-    return model
+    def on_epoch_end(self, model):
+        return self.score(model)
 
 
 def test_pipeline_trains_and_reports(tiny_trained):
@@ -116,13 +84,7 @@ def test_int8_onnx_agrees_with_float32_torch(tmodel_dir):
     assert agree >= 0.9
 
 
-# the shared predict contract (tests/test_contract.py), on the transformer
-
-
-def test_contract_one_prediction_per_text_in_order(every_tag_model):
-    predictions = check_one_prediction_per_text_in_order(every_tag_model)
-    # The int8 runtime scores each window on its own, so batching never changes an answer.
-    assert [every_tag_model.predict([t])[0] for t in TEXTS] == predictions[: len(TEXTS)]
+# the predict contract itself runs on every model type in tests/test_contract.py
 
 
 def test_contract_batch_or_single_float32(tmodel_dir):
@@ -181,8 +143,8 @@ def test_text_beyond_all_windows_says_what_was_not_read(every_tag_model):
 
 
 def test_training_truncation_keeps_head_and_tail(tmodel):
-    ids = tmodel._training_ids(["头" * 100 + "尾"])[0]
-    assert len(ids) == tmodel.params.train_max_length
+    ids = tmodel._training_ids(["头" * 100 + "尾"], 48)[0]
+    assert len(ids) == 48
     tail_id = tmodel._tokenizer.token_to_id("尾")
     head_id = tmodel._tokenizer.token_to_id("头")
     assert ids[1] == head_id and ids[-2] == tail_id
@@ -197,13 +159,13 @@ def test_partial_labels_and_weights_are_accepted(tiny_base):
     tags[:10, 0] = 1
     tags[20:, 2] = -1  # unknown
     sentiments = ["negative"] * 15 + [None] * 10 + ["positive"] * 15
-    model = TransformerClassifier(tiny_params(tiny_base, epochs=1, runtime="torch"))
+    model = tiny_model(tiny_base, tiny_params(tiny_base, int8_onnx=False), epochs=1)
     assert model.fit(texts, tags, sentiments, sample_weight=np.linspace(0.1, 1, 40)) is model
     assert len(model.predict(texts[:3])) == 3
 
 
 def test_bad_labels_are_rejected(tiny_base):
-    model = TransformerClassifier(tiny_params(tiny_base))
+    model = tiny_model(tiny_base)
     with pytest.raises(ValueError, match="tag_matrix"):
         model.fit(["a", "b"], np.array([[2, 0, 0, 0], [0, 0, 0, 0]]), ["negative", "neutral"])
     with pytest.raises(ValueError, match="sentiment"):
@@ -214,32 +176,36 @@ def test_seeded_training_is_reproducible_and_resumable(tiny_base, tmp_path):
     texts, tags = SEED_TEXTS[:64], np.zeros((64, 4), dtype=np.int8)
     tags[::3, 1] = 1
     sentiments = ["negative", "neutral", "positive", "negative"] * 16
-    params = tiny_params(tiny_base, epochs=2, runtime="torch")
+    params = tiny_params(tiny_base, int8_onnx=False)
+    args = tiny_args(epochs=2)
 
     def rising():
         counter = iter(range(1, 100))
-        return lambda model: float(next(counter))
+        return [Scores(lambda model: float(next(counter)))]
 
-    uninterrupted = TransformerClassifier(params).fit(texts, tags, sentiments, eval_fn=rising())
+    def model(args):
+        return TransformerClassifier(params, trainer=FineTuner(args))
+
+    uninterrupted = model(args).fit(texts, tags, sentiments, callbacks=rising())
     expected = uninterrupted.predict(texts[:8])
-    assert TransformerClassifier(params).fit(texts, tags, sentiments, eval_fn=rising()).predict(texts[:8]) == expected
+    assert model(args).fit(texts, tags, sentiments, callbacks=rising()).predict(texts[:8]) == expected
 
-    checkpointed = replace(params, checkpoint_dir=str(tmp_path / "ckpt"))
+    checkpointed = replace(args, checkpoint_dir=str(tmp_path / "ckpt"))
     scores = iter([1.0])
 
     def interrupted_after_first_epoch(model):
         return next(scores)  # StopIteration on the second call, like a crash during epoch 2's evaluation
 
     with pytest.raises(StopIteration):
-        TransformerClassifier(checkpointed).fit(texts, tags, sentiments, eval_fn=interrupted_after_first_epoch)
+        model(checkpointed).fit(texts, tags, sentiments, callbacks=[Scores(interrupted_after_first_epoch)])
     assert json.loads((tmp_path / "ckpt" / "loop_state.json").read_text())["epoch"] == 1
-    resumed = TransformerClassifier(checkpointed).fit(texts, tags, sentiments, eval_fn=lambda model: 2.0)
+    resumed = model(checkpointed).fit(texts, tags, sentiments, callbacks=[Scores(lambda model: 2.0)])
     assert resumed.meta_["fine_tuning"]["resumed_from_epoch"] == 1
     assert resumed.meta_["fine_tuning"]["best_epoch"] == 2
     assert resumed.predict(texts[:8]) == expected
 
     with pytest.raises(ValueError, match="another run"):
-        TransformerClassifier(checkpointed).fit(texts[:32], tags[:32], sentiments[:32])
+        model(checkpointed).fit(texts[:32], tags[:32], sentiments[:32])
 
 
 # directories and base models
@@ -291,7 +257,7 @@ def test_base_folder_missing_files_is_a_clear_error(tiny_base, tmp_path):
     assert "tokenizer" in str(info.value)
     with pytest.raises(BaseModelError, match="does not exist"):
         check_base_folder(tmp_path / "nowhere")
-    model = TransformerClassifier(tiny_params(broken))
+    model = tiny_model(tiny_base, tiny_params(broken))
     with pytest.raises(BaseModelError, match="missing"):
         model.fit(["a"], np.zeros((1, 4)), ["negative"])
 
@@ -302,3 +268,38 @@ def test_pickled_weights_are_refused(tiny_base, tmp_path):
     (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
     with pytest.raises(BaseModelError, match="pytorch_model.bin"):
         check_base_folder(folder)
+
+
+# what is saved: the architecture, not the training arguments or the runtime
+
+
+def test_saved_params_hold_no_training_arguments_or_runtime(tmodel_dir):
+    params = json.loads((tmodel_dir / "meta.json").read_text(encoding="utf-8"))["params"]
+    assert not set(params) & {"epochs", "learning_rate", "seed", "device", "num_threads", "checkpoint_dir", "runtime"}
+    config = json.loads((tmodel_dir / "meta.json").read_text(encoding="utf-8"))["training_config"]
+    assert config["fine_tuning"]["epochs"] == 2  # how it was trained is recorded, apart from the model
+
+
+def test_a_directory_saved_before_the_split_still_loads(tcopy):
+    meta = json.loads((tcopy / "meta.json").read_text(encoding="utf-8"))
+    meta["params"].update(epochs=3, learning_rate=1e-4, num_threads=2, runtime="onnx-int8", checkpoint_dir=None)
+    (tcopy / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    loaded = load_model(tcopy)
+    assert loaded.runtime_ == "onnx-int8" and len(loaded.predict(["等了半小时"])) == 1
+
+
+def test_fit_without_a_trainer_says_what_to_pass(tiny_base):
+    with pytest.raises(ValueError, match="needs a trainer"):
+        TransformerClassifier(tiny_params(tiny_base)).fit(["a"], np.zeros((1, 4)), ["negative"])
+
+
+def test_old_configs_with_training_arguments_under_transformer_still_read():
+    config = TrainConfig.from_dict({"model_type": "transformer", "transformer": {"epochs": 3, "max_length": 128, "runtime": "onnx-int8"}})
+    assert config.fine_tuning.epochs == 3 and config.transformer.max_length == 128
+
+
+def test_threads_are_a_runtime_setting(tmodel_dir):
+    model = load_model(tmodel_dir).set_runtime("onnx-int8", threads=1)
+    assert model._workers() == 1
+    with pytest.raises(ValueError, match="threads"):
+        model.set_runtime("onnx-int8", threads=0)

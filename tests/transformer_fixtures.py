@@ -13,6 +13,15 @@ from pathlib import Path
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
+def _seed_texts() -> list[str]:
+    from kesheng.training.config import bundled_seed_corpus
+
+    return [json.loads(line)["text"] for line in Path(bundled_seed_corpus()).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+SEED_TEXTS = _seed_texts()
+
+
 def write_tiny_bert(folder: Path, texts: list[str], layers: int = 2, hidden: int = 32) -> Path:
     import torch
     from tokenizers import BertWordPieceTokenizer
@@ -37,3 +46,18 @@ def write_tiny_bert(folder: Path, texts: list[str], layers: int = 2, hidden: int
     BertModel(config).save_pretrained(str(folder), safe_serialization=True)
     (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizerFast", "do_lower_case": True}), encoding="utf-8")
     return folder
+
+
+def tiny_params(base: Path, **changes):
+    """Architecture of the tiny test model: short windows so that long-text handling is exercised."""
+    from kesheng.models.transformer import TransformerParams
+
+    return TransformerParams(**{"base_model": str(base), "max_length": 48, "window_overlap": 8, "max_windows": 4, **changes})
+
+
+def tiny_args(**changes):
+    """Fine-tuning arguments that train the tiny model in seconds."""
+    from kesheng.training.fine_tune import FineTuneArgs
+
+    settings = dict(epochs=2, patience=1, batch_size=32, train_max_length=48, num_threads=2, learning_rate=1e-3, head_learning_rate=3e-3)
+    return FineTuneArgs(**{**settings, **changes})

@@ -10,6 +10,9 @@ from pathlib import Path
 from kesheng.models.baseline import BaselineParams
 from kesheng.models.schema import DEFAULT_TAXONOMY, Taxonomy
 from kesheng.models.transformer import TransformerParams
+from kesheng.training.fine_tune import FineTuneArgs
+
+FINE_TUNE_FIELDS = {f.name for f in fields(FineTuneArgs)}
 
 __all__ = ["ColumnMap", "LabelSource", "TrainConfig", "bundled_config", "bundled_seed_corpus"]
 
@@ -64,7 +67,8 @@ class TrainConfig:
     columns: ColumnMap = field(default_factory=ColumnMap)  # how the files name their columns
     model_type: str = "tfidf-linear"  # which classifier to train: tfidf-linear or transformer
     baseline: BaselineParams = field(default_factory=BaselineParams)  # tfidf-linear hyperparameters
-    transformer: TransformerParams = field(default_factory=TransformerParams)  # transformer hyperparameters (base encoder, fine-tuning, runtime)
+    transformer: TransformerParams = field(default_factory=TransformerParams)  # transformer architecture and reading (base encoder, windows), saved with the model
+    fine_tuning: FineTuneArgs = field(default_factory=FineTuneArgs)  # how the transformer is trained (epochs, learning rates, device); its seed is `seed`
     seed: int = 13  # fixes every split and solver; same data + config = same model
     test_fraction: float = 0.2  # share held out for metrics when no test_file is given
     dev_fraction: float = 0.2  # share of the rest held out for thresholds when no dev_file is given
@@ -91,7 +95,15 @@ class TrainConfig:
         if "baseline" in data:
             data["baseline"] = BaselineParams.from_dict(data["baseline"])
         if "transformer" in data:
-            data["transformer"] = TransformerParams.from_dict(data["transformer"])
+            # Configs written before the split kept the training arguments under "transformer".
+            section = dict(data["transformer"])
+            moved = {k: section.pop(k) for k in list(section) if k in FINE_TUNE_FIELDS}
+            section.pop("runtime", None)
+            if moved:
+                data["fine_tuning"] = {**moved, **data.get("fine_tuning", {})}
+            data["transformer"] = TransformerParams.from_dict(section)
+        if "fine_tuning" in data:
+            data["fine_tuning"] = FineTuneArgs(**data["fine_tuning"])
         if "label_sources" in data:
             data["label_sources"] = [LabelSource(**item) for item in data["label_sources"]]
         if "threshold_bounds" in data:

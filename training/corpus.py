@@ -12,14 +12,14 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass
+from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from kesheng.models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
-from kesheng.training.data import DataValidationError, LabeledSet, Problems
+from kesheng.training.data import DataValidationError, LabelConflict, LabeledSet, Problems, merge_field
 
 __all__ = [
     "CORPUS_ENV",
@@ -172,59 +172,33 @@ def read_label_file(path: str | os.PathLike, taxonomy: Taxonomy = DEFAULT_TAXONO
     return rows
 
 
-@dataclass(frozen=True)
-class LabelConflict:
-    """Two label sources disagree on one field of one comment; the field is left unlabeled."""
-
-    id: str
-    field: str  # a tag name or "sentiment"
-    values: tuple  # the differing values, in source order
-    sources: tuple[str, ...]
-
-    def describe(self) -> str:
-        given = ", ".join(f"{v!r} in {s}" for v, s in zip(self.values, self.sources))
-        return f"{self.id}: {self.field} = {given}"
-
-
 def merge_label_rows(files: dict[str, list[dict]], taxonomy: Taxonomy) -> tuple[list[dict], list[LabelConflict]]:
-    """Rows of several label files joined by id: each field labeled in any file is kept.
-
-    Two files labeling the same field of the same comment differently is a conflict: reported,
-    and the field becomes unlabeled rather than taking a side. Different splits for one id
+    """Rows of several label files joined by id, each field merged by `merge_field` (agreeing
+    labels kept, disagreeing ones left unlabeled and reported). Different splits for one id
     would leak test comments into training, so that is an error.
     """
+    fields = (*taxonomy.names, "sentiment")
     merged: dict[str, dict] = {}
-    origin: dict[tuple[str, str], str] = {}
-    conflicts: list[LabelConflict] = []
+    votes: dict[tuple[str, str], list[tuple[str, object]]] = defaultdict(list)
     problems = Problems("label files " + ", ".join(files))
     for source, rows in files.items():
         for row in rows:
-            current = merged.get(row["id"])
-            if current is None:
-                merged[row["id"]] = dict(row)
-                for field in (*taxonomy.names, "sentiment"):
-                    if row[field] not in (-1, None):
-                        origin[(row["id"], field)] = source
-                continue
+            current = merged.setdefault(row["id"], dict(row))
             if "split" in row:
                 if "split" in current and current["split"] != row["split"]:
                     problems.add("one id in two splits", f"{row['id']}: {current['split']} and {row['split']}")
                 current["split"] = row["split"]
-            for field in (*taxonomy.names, "sentiment"):
-                unknown = -1 if field != "sentiment" else None
-                new, old = row[field], current[field]
-                if new == unknown or new == old:
-                    continue
-                if old == unknown and (row["id"], field) not in origin:
-                    current[field] = new
-                    origin[(row["id"], field)] = source
-                else:
-                    first = origin.get((row["id"], field), "?")
-                    previous = old if old != unknown else "(conflict)"
-                    conflicts.append(LabelConflict(row["id"], field, (previous, new), (first, source)))
-                    current[field] = unknown
+            for field in fields:
+                if row[field] not in (-1, None):
+                    votes[(row["id"], field)].append((source, row[field]))
     if problems.rows:
         raise DataValidationError(problems.message())
+    conflicts: list[LabelConflict] = []
+    for row_id, row in merged.items():
+        for field in fields:
+            value, conflict = merge_field(row_id, field, votes.get((row_id, field), []))
+            row[field] = value if value is not None else (None if field == "sentiment" else -1)
+            conflicts += [conflict] if conflict else []
     return list(merged.values()), conflicts
 
 

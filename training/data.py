@@ -6,7 +6,6 @@ silently dropped: a file either loads whole or fails with the full list of probl
 
 from __future__ import annotations
 
-import csv
 import random
 from collections import defaultdict
 from dataclasses import dataclass
@@ -15,12 +14,13 @@ from typing import Sequence
 
 import numpy as np
 
+from kesheng.files.readers import InputFileError, open_reader
 from kesheng.models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
 from kesheng.nlp import normalize
 from kesheng.nlp.normalize import is_emoji
 from kesheng.training.config import ColumnMap
 
-__all__ = ["DataValidationError", "LabeledSet", "group_split", "load_labeled"]
+__all__ = ["DataValidationError", "LabelConflict", "LabeledSet", "group_split", "load_labeled", "merge_field", "read_rows"]
 
 _TRUE = {1, "1", True, "true", "True", "yes"}
 _FALSE = {0, "0", False, "false", "False", "no"}
@@ -85,45 +85,49 @@ class Problems:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class LabelConflict:
+    """Annotations of one comment disagree on one field; the field is left unlabeled."""
+
+    id: str
+    field: str  # a tag name or "sentiment"
+    values: tuple  # the differing values, in source order
+    sources: tuple[str, ...]
+
+    def describe(self) -> str:
+        given = ", ".join(f"{v!r} in {s}" for v, s in zip(self.values, self.sources))
+        return f"{self.id}: {self.field} = {given}"
+
+
+def merge_field(comment_id: str, field: str, votes: Sequence[tuple[str, object]]) -> tuple[object | None, LabelConflict | None]:
+    """THE label-merge rule, used wherever several annotations of one comment meet (label files
+    joined by id, tool exports and the feedback store merged by text, repeated texts in one file):
+    the labeled values of a field (`votes`: source, value; unlabeled values left out) are kept
+    when they agree; when they disagree the field is left unlabeled (None) and the conflict is
+    returned for the caller to report. No annotation outranks another."""
+    values = {value for _, value in votes}
+    if len(values) <= 1:
+        return (values.pop() if values else None), None
+    return None, LabelConflict(comment_id, field, tuple(v for _, v in votes), tuple(s for s, _ in votes))
+
+
 def dedupe_key(text: str) -> str:
     """Texts that differ only in width, script, case, spacing or punctuation are one text."""
     return "".join(ch for ch in normalize(text).text if ch.isalnum() or is_emoji(ch))
 
 
-def read_rows(path: Path) -> list[dict]:
-    """Rows as dicts via `datasets` (JSONL or CSV), with clear errors for unreadable files."""
-    if not path.is_file():
-        raise DataValidationError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    builder = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv"}.get(suffix)
-    if builder is None:
-        raise DataValidationError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .csv or .tsv")
-    if path.stat().st_size == 0:
-        raise DataValidationError(f"{path}: file is empty")
-    import datasets
-
-    datasets.disable_progress_bars()
-    kwargs: dict = {}
-    if builder == "csv":
-        delimiter = "\t" if suffix == ".tsv" else ","
-        try:
-            with open(path, encoding="utf-8-sig", newline="") as handle:
-                header = next(csv.reader(handle, delimiter=delimiter), [])
-        except UnicodeDecodeError as exc:
-            raise DataValidationError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-        # Every column as text: ids like 00123 must not turn into numbers, nor empty cells into NaN.
-        kwargs.update(
-            delimiter=delimiter,
-            features=datasets.Features({name: datasets.Value("string") for name in header}),
-            keep_default_na=False,
-            encoding="utf-8-sig",
-        )
+def read_rows(path: Path, text_field: str | None = None) -> list[dict]:
+    """Every row of a CSV, TSV, JSONL, XLSX or Parquet file, read by the reader stack `kesheng tag`
+    uses (so the encoding is detected the same way); for training a malformed row is an error
+    naming it, never a guess. `text_field`: a column the file must have."""
     try:
-        dataset = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
-    except Exception as exc:  # datasets wraps parser errors in several exception types
-        cause = exc.__cause__ or exc
-        raise DataValidationError(f"{path}: cannot be read as {builder.upper()}: {cause}") from exc
-    return dataset.to_list()
+        reader = open_reader(Path(path), text_field, strict=True)
+        try:
+            return [row for row, _ in reader.rows()]
+        finally:
+            reader.close()
+    except InputFileError as exc:
+        raise DataValidationError(str(exc)) from exc
 
 
 def load_labeled(
@@ -218,11 +222,18 @@ def load_labeled(
     for members in by_text.values():
         if len(members) < 2:
             continue
-        first = members[0]
-        conflict = [m for m in members[1:] if _disagree(tags[m], tags[first], sentiments[m], sentiments[first])]
         pairs = f"ids {[ids[m] for m in members][:SHOW_ROWS]}"
-        if conflict:
-            problems.add("same text, different labels", pairs)
+        conflicts = []
+        for j, name in enumerate(taxonomy.names):
+            value, conflict = merge_field(ids[members[0]], name, [(ids[m], int(tags[m, j])) for m in members if tags[m, j] >= 0])
+            tags[members, j] = -1 if value is None else value
+            conflicts += [conflict] if conflict else []
+        value, conflict = merge_field(ids[members[0]], "sentiment", [(ids[m], sentiments[m]) for m in members if sentiments[m] is not None])
+        for m in members:
+            sentiments[m] = value
+        conflicts += [conflict] if conflict else []
+        if conflicts:
+            warnings += [f"{path}: the same text labeled differently, left unlabeled: {c.describe()}" for c in conflicts]
         else:
             warnings.append(f"{path}: duplicate text with identical labels, {pairs} (kept; splits keep them together)")
     if problems.rows:
@@ -230,12 +241,6 @@ def load_labeled(
     group = columns.group or "source"
     sources = [str(row.get(group) or path.stem) for row in rows]
     return LabeledSet(ids, texts, tags, sentiments, taxonomy, warnings, sources)
-
-
-def _disagree(tags_a: np.ndarray, tags_b: np.ndarray, sentiment_a: str | None, sentiment_b: str | None) -> bool:
-    """Both rows labeled a field, differently (an unlabeled field never conflicts)."""
-    tags_conflict = bool(((tags_a != tags_b) & (tags_a >= 0) & (tags_b >= 0)).any())
-    return tags_conflict or (sentiment_a is not None and sentiment_b is not None and sentiment_a != sentiment_b)
 
 
 def _looks_like_labels(rows: list[dict], column: str) -> bool:

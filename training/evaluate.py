@@ -139,6 +139,16 @@ def dev_score(
     return score
 
 
+class DevScore:
+    """The epoch callback of training runs: `dev_score` on the dev split after every epoch."""
+
+    def __init__(self, dev: LabeledSet, min_positives: int, bounds: tuple[float, float]):
+        self.score = dev_score(dev, min_positives, bounds)
+
+    def on_epoch_end(self, model: TagClassifier) -> float:
+        return self.score(model)
+
+
 def format_metrics(metrics: dict, taxonomy: Taxonomy) -> str:
     lines = [f"{'tag':<16}{'zh':<8}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}{'labeled':>9}"]
     for name in taxonomy.names:

@@ -19,8 +19,7 @@ import numpy as np
 from kesheng.models.schema import SENTIMENT_ZH, SENTIMENTS, Taxonomy, UnknownLabelError
 from kesheng.stores.feedback import FeedbackStore, FeedbackStoreError
 from kesheng.training.config import LabelSource
-from kesheng.training.corpus import LabelConflict
-from kesheng.training.data import DataValidationError, LabeledSet, Problems, dedupe_key, load_labeled
+from kesheng.training.data import DataValidationError, LabelConflict, LabeledSet, Problems, dedupe_key, load_labeled, merge_field
 
 __all__ = ["CollectedLabels", "collect_labels", "load_label_source", "merge_by_text"]
 
@@ -73,6 +72,7 @@ def _combine(annotations: list[_Annotation], taxonomy: Taxonomy, source: str) ->
 
 
 def _rows(groups: list[list[tuple[str, _Annotation]]], taxonomy: Taxonomy) -> tuple[LabeledSet, list[LabelConflict]]:
+    """One row per group of annotations of one comment, each field merged by `merge_field`."""
     ids, texts, sentiments, sources = [], [], [], []
     tags = np.full((len(groups), len(taxonomy.names)), -1, dtype=np.int8)
     conflicts: list[LabelConflict] = []
@@ -82,17 +82,12 @@ def _rows(groups: list[list[tuple[str, _Annotation]]], taxonomy: Taxonomy) -> tu
         texts.append(first.text)
         sources.append(first_source)
         for j, name in enumerate(taxonomy.names):
-            given = [(s, a.tags[name]) for s, a in group if name in a.tags]
-            values = {v for _, v in given}
-            if len(values) == 1:
-                tags[row, j] = values.pop()
-            elif len(values) > 1:
-                conflicts.append(LabelConflict(first.key, name, tuple(v for _, v in given), tuple(s for s, _ in given)))
-        given_s = [(s, a.sentiment) for s, a in group if a.sentiment is not None]
-        values_s = {v for _, v in given_s}
-        if len(values_s) > 1:
-            conflicts.append(LabelConflict(first.key, "sentiment", tuple(v for _, v in given_s), tuple(s for s, _ in given_s)))
-        sentiments.append(values_s.pop() if len(values_s) == 1 else None)
+            value, conflict = merge_field(first.key, name, [(s, a.tags[name]) for s, a in group if name in a.tags])
+            tags[row, j] = -1 if value is None else value
+            conflicts += [conflict] if conflict else []
+        value, conflict = merge_field(first.key, "sentiment", [(s, a.sentiment) for s, a in group if a.sentiment is not None])
+        sentiments.append(value)
+        conflicts += [conflict] if conflict else []
     warnings = [f"conflicting labels, left unlabeled: {c.describe()}" for c in conflicts]
     return LabeledSet(ids, texts, tags, sentiments, taxonomy, warnings, sources), conflicts
 

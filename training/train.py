@@ -10,16 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from kesheng.models import TagClassifier
-from kesheng.models.baseline import TfidfLinearClassifier
+from kesheng.models import TagClassifier, model_type_class
 from kesheng.models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
 from kesheng.training.config import TrainConfig
 from kesheng.training.corpus import load_corpus_splits, read_corpus
 from kesheng.training.data import LabeledSet, dedupe_key, group_split, load_labeled
-from kesheng.training.evaluate import choose_thresholds, dev_score, evaluate, evaluate_predictions
+from kesheng.training.evaluate import DevScore, choose_thresholds, evaluate, evaluate_predictions
+from kesheng.training.fine_tune import FineTuner
 from kesheng.training.weak import WeakLabeler, polarity_votes
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["TrainResult", "build_model", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +31,11 @@ class TrainResult:
     seconds: float
 
 
-MODEL_TYPE_NAMES = ("tfidf-linear", "transformer")
-
-
-def _build(config: TrainConfig, taxonomy: Taxonomy) -> TagClassifier:
-    if config.model_type == "tfidf-linear":
-        return TfidfLinearClassifier(config.baseline, taxonomy)
-    if config.model_type == "transformer":
-        from kesheng.models.transformer import TransformerClassifier
-
-        return TransformerClassifier(replace(config.transformer, seed=config.seed), taxonomy)
-    raise ValueError(f"unknown model_type {config.model_type!r}; available: {list(MODEL_TYPE_NAMES)}")
+def build_model(config: TrainConfig, taxonomy: Taxonomy) -> TagClassifier:
+    """An unfitted model of the configured type, from the one model-type registry."""
+    cls = model_type_class(config.model_type)
+    trainer = FineTuner(replace(config.fine_tuning, seed=config.seed))
+    return cls.build(getattr(config, cls.config_section), taxonomy, trainer=trainer)
 
 
 def _fit(
@@ -53,11 +47,9 @@ def _fit(
         both = LabeledSet.concat([data, weak])
         texts, tags, sentiments = both.texts, both.tags, both.sentiments
         weights = np.concatenate([np.ones(len(data)), np.full(len(weak), weak_weight)])
-    if config.model_type == "transformer":
-        # Dev picks the epoch (early stopping) with the same threshold tuning the pipeline applies after.
-        eval_fn = dev_score(dev, config.min_positives_for_threshold, config.threshold_bounds) if dev is not None and len(dev) else None
-        return model.fit(texts, tags, sentiments, sample_weight=weights, eval_fn=eval_fn)
-    return model.fit(texts, tags, sentiments, sample_weight=weights)
+    # Models that train in epochs keep the one dev scores best, with the threshold tuning the pipeline applies after.
+    callbacks = [DevScore(dev, config.min_positives_for_threshold, config.threshold_bounds)] if dev is not None and len(dev) else []
+    return model.fit(texts, tags, sentiments, sample_weight=weights, callbacks=callbacks)
 
 
 def _weak_rows(config: TrainConfig, hand_train: LabeledSet | None, labeled_ids: set[str], taxonomy: Taxonomy) -> LabeledSet | None:
@@ -160,16 +152,15 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
 
     hand_labeled_ids = {i for part in splits.values() for i in part.ids}
     weak = _weak_rows(config, splits.get("train"), hand_labeled_ids, taxonomy) if config.weak_rows else None
-    model = _fit(_build(config, taxonomy), fit_part, weak, config.weak_weight, config, dev)
+    model = _fit(build_model(config, taxonomy), fit_part, weak, config.weak_weight, config, dev)
     dev_predictions = model.predict(dev.texts)
     thresholds = choose_thresholds(
         dev.tags, dev_predictions, taxonomy, config.min_positives_for_threshold, config.threshold_bounds
     )
     model.set_thresholds(thresholds)
     dev_metrics = evaluate_predictions(dev, model.predict(dev.texts))
-    # The transformer is not refit: dev chose its epoch, and a refit would have nothing to stop on.
-    if config.refit_with_dev and config.model_type != "transformer":
-        model = _fit(_build(config, taxonomy), LabeledSet.concat([fit_part, dev]), weak, config.weak_weight, config)
+    if config.refit_with_dev and model.refits_with_dev:
+        model = _fit(build_model(config, taxonomy), LabeledSet.concat([fit_part, dev]), weak, config.weak_weight, config)
         model.set_thresholds(thresholds)
     test_metrics = evaluate(model, test, groups=test.sources)
     metrics = {

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ from typing import Callable, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from kesheng.files.atomic import replace_directory, staging_directory
 
 __all__ = ["LoopResult", "train_loop"]
 
@@ -156,11 +157,8 @@ def train_loop(
 
 
 def _save_checkpoint(directory: Path, module, optimizer, scheduler, best_state, state: dict) -> None:
-    """Write the whole checkpoint next to the old one, then swap, so a crash leaves one intact."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    """Write the whole checkpoint beside the old one, then swap, so a crash leaves one intact."""
+    staging = staging_directory(directory)
     save_file(_state_dict_cpu(module), str(staging / MODULE_FILE))
     if best_state is not None:
         save_file(best_state, str(staging / BEST_FILE))
@@ -169,10 +167,4 @@ def _save_checkpoint(directory: Path, module, optimizer, scheduler, best_state, 
         staging / OPTIMIZER_FILE,
     )
     (staging / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
-    old = directory.with_name(directory.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
-        directory.rename(old)
-    staging.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
-
+    replace_directory(staging, directory)
