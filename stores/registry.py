@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from kesheng.files.atomic import replace_directory, staging_directory
 from kesheng.models import bundled_model_path
 from kesheng.models import load_model as load_model_dir
 from kesheng.models.base import LABELS_FILE, ModelLoadError, TagClassifier, read_json, read_model_version
@@ -77,11 +78,13 @@ class Registry:
             raise RegistryError(f"{source}: model version {version!r} cannot name a directory")
         target = self.root / "models" / version
         if not target.exists():
-            staging = self.root / "models" / f".{version}.incoming"
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(source, staging)
-            staging.rename(target)
+            staging = staging_directory(target)
+            try:
+                shutil.copytree(source, staging, dirs_exist_ok=True)
+                replace_directory(staging, target)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
         previous = self.current_version()
         temporary_link = self.root / ".current.new"
         if temporary_link.is_symlink() or temporary_link.exists():

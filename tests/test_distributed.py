@@ -41,3 +41,23 @@ def test_ray_output_equals_local_tagging(local_ray, model_dir, tmp_path):
         tag_with_ray(source, out_dir, options)
     with pytest.raises(InputFileError, match=r"'comment' not found; columns are \['resp_id', 'channel', 'date', 'text'\]"):
         tag_with_ray(source, tmp_path / "other", DistributedOptions(text_field="comment", model_dir=str(model_dir)))
+
+
+@pytest.mark.slow
+def test_ray_jsonl_parts_are_the_nested_records_of_kesheng_tag(local_ray, model_dir, tmp_path):
+    import json
+
+    from kesheng.serve.batch.distributed import DistributedOptions, tag_with_ray
+
+    source = write_rows(tmp_path / "in.csv", survey_rows(40))
+    local = tmp_path / "local.jsonl"
+    tag_file(model_dir, source, local, TagFileOptions(keep_columns=("resp_id",)))
+    out_dir = tmp_path / "ray_jsonl"
+    options = DistributedOptions(keep_columns=("resp_id",), model_dir=str(model_dir), workers=1, batch_rows=16, output_format="jsonl")
+    assert tag_with_ray(source, out_dir, options) == 40
+    parts = sorted(p for p in out_dir.iterdir() if p.suffix == ".json" or p.suffix == ".jsonl")
+    distributed = [json.loads(line) for part in parts for line in part.read_text(encoding="utf-8").splitlines()]
+    expected = [json.loads(line) for line in local.read_text(encoding="utf-8").splitlines()]
+    # One schema: the same keys (the local engine adds the row's id) and the same nested values.
+    for got, want in zip(distributed, expected, strict=True):
+        assert {k: v for k, v in want.items() if k != "id"} == got

@@ -189,3 +189,30 @@ def test_notes_with_semicolons_are_counted_once(tmp_path):
     source = write_rows(tmp_path / "t.csv", rows)
     data = build_report(source, ReportOptions(text_column="text"))
     assert dict(data.notes) == {"malformed row": 1}
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "xlsx"])
+def test_parquet_and_xlsx_carry_the_chinese_tag_names_of_the_tagging_model(tmp_path, suffix):
+    # A model with a tag neither the bundled model nor the registry knows: the file itself names it.
+    from kesheng.models.schema import DEFAULT_TAXONOMY, TagSpec, Taxonomy
+    from kesheng.training.config import TrainConfig
+    from kesheng.training.train import train
+
+    taxonomy = Taxonomy(DEFAULT_TAXONOMY.tags + (TagSpec("billing", "费用争议", "disputed money"),))
+    taxonomy_file = tmp_path / "taxonomy.json"
+    taxonomy_file.write_text(json.dumps(taxonomy.to_file_dict(), ensure_ascii=False), encoding="utf-8")
+    rows = [
+        {"text": f"多扣了{i}块钱话费", "sentiment": "negative", "slow_response": 0, "unresolved": 0, "attitude": 0, "opacity": 1, "billing": 1}
+        for i in range(12)
+    ] + [
+        {"text": f"等了{i}个小时", "sentiment": "negative", "slow_response": 1, "unresolved": 0, "attitude": 0, "opacity": 0, "billing": 0}
+        for i in range(12)
+    ]
+    data = tmp_path / "labels.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    model = train(TrainConfig(train_files=[str(data)], taxonomy=str(taxonomy_file))).model
+    source = write_rows(tmp_path / "in.csv", survey_rows(10))
+    tagged = tmp_path / f"tagged.{suffix}"
+    tag_file(model, source, tagged)
+    report = build_report(tagged, ReportOptions(text_column="text"))
+    assert report.label("billing") == "费用争议"

@@ -264,6 +264,7 @@ def _plan(reader: RowReader, model: TagClassifier, out_fmt: str, options: TagFil
         carry_all=options.keep_columns is None,
         tag_names=tag_names,
         model_version=model.meta_.get("model_version"),
+        tag_names_zh=tuple((t.name, t.zh) for t in model.taxonomy_.tags),
         arrow_schema=reader.arrow_schema,
     )
 

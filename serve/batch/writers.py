@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from kesheng.files.atomic import atomic_path
 from kesheng.files.readers import cell_text
-from kesheng.models.rows import column_kind, prediction_columns
+from kesheng.models.rows import column_kind, file_metadata, prediction_columns
 from kesheng.serve.batch.journal import DATA_FILE, BrokenPartial, PartialRun
 
 __all__ = ["OutputPlan", "PartsSink", "TextSink", "arrow_column", "prediction_type"]
@@ -31,6 +31,7 @@ class OutputPlan:
     carry_all: bool  # JSONL output copies every field of each row; tabular outputs note fields beyond `carried`
     tag_names: tuple[str, ...]
     model_version: str | None  # written on every row, so a report can tell which model tagged the file
+    tag_names_zh: tuple[tuple[str, str], ...]  # (tag, Chinese name), carried in Parquet/XLSX metadata
     arrow_schema: Any = None  # Parquet input: the types its columns keep in Parquet/XLSX output
 
     @property
@@ -176,6 +177,7 @@ def _merge_parquet(parts: list[Path], destination: Path, plan: OutputPlan) -> No
     import pyarrow.parquet as pq
 
     schema = _unified_schema(parts, plan)
+    schema = schema.with_metadata({**(schema.metadata or {}), **{k.encode(): v.encode() for k, v in _metadata(plan).items()}})
     with pq.ParquetWriter(destination, schema) as writer:
         for part in parts:
             writer.write_table(_conform(pq.read_table(part), schema))
@@ -195,6 +197,7 @@ def _merge_xlsx(parts: list[Path], destination: Path, plan: OutputPlan) -> None:
     import pyarrow.parquet as pq
     from openpyxl import Workbook
     from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+    from openpyxl.packaging.custom import StringProperty
 
     book = Workbook(write_only=True)
     sheet = book.create_sheet("tagged")
@@ -205,7 +208,13 @@ def _merge_xlsx(parts: list[Path], destination: Path, plan: OutputPlan) -> None:
         for batch in table.to_batches(max_chunksize=2000):
             for row in batch.to_pylist():
                 sheet.append([_xlsx_value(row.get(name), ILLEGAL_CHARACTERS_RE) for name in header])
+    for key, value in _metadata(plan).items():
+        book.custom_doc_props.append(StringProperty(name=key, value=value))
     book.save(destination)
+
+
+def _metadata(plan: OutputPlan) -> dict[str, str]:
+    return file_metadata(dict(plan.tag_names_zh), plan.model_version)
 
 
 def _empty_payload(plan: OutputPlan):
