@@ -123,7 +123,7 @@ class Trainer(Protocol):
 
     def fine_tune(self, module, data: TrainingData, eval_fn: Callable[[], float] | None, fingerprint: str): ...
 
-    def describe(self) -> dict: ...
+    def device_name(self) -> str: ...
 
 
 @dataclass
@@ -409,7 +409,7 @@ class TransformerClassifier(TagClassifier):
                 "epochs_run": result.epochs_run,
                 "resumed_from_epoch": result.resumed_from_epoch,
                 "history": result.history,
-                "device": self.trainer.describe()["device"],
+                "device": self.trainer.device_name(),
             },
         }
         self.onnx_ = None

@@ -81,9 +81,6 @@ class FineTuner:
             return "cuda" if torch.cuda.is_available() else "cpu"
         return self.args.device
 
-    def describe(self) -> dict:
-        return {"device": self.device_name(), "args": asdict(self.args)}
-
     def fine_tune(self, module, data: TrainingData, eval_fn: Callable[[], float] | None, fingerprint: str) -> "LoopResult":
         """Optimise `module` on `data`; `eval_fn` scores an epoch (higher is better) for early stopping."""
         import torch
