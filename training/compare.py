@@ -15,7 +15,7 @@ from kesheng.models import Prediction, TagClassifier
 from kesheng.models.schema import SENTIMENTS, Taxonomy
 from kesheng.training.data import LabeledSet
 
-__all__ = ["PromotionCheck", "compare_models", "format_comparison", "promotion_check", "union_taxonomy"]
+__all__ = ["PromotionCheck", "compare_models", "format_comparison", "promotion_check", "score_intervals", "union_taxonomy"]
 
 
 def union_taxonomy(a: Taxonomy, b: Taxonomy) -> Taxonomy:
@@ -216,3 +216,36 @@ def promotion_check(incumbent: TagClassifier, candidate: TagClassifier, data: La
     sentiment = result["sentiment_macro_f1"].get("b_minus_a", {}).get("value", 0.0)
     summary = f"macro-F1 {macro:+.3f}, sentiment macro-F1 {sentiment:+.3f} vs {incumbent.meta_.get('model_version')}"
     return PromotionCheck(allowed=macro >= 0 and sentiment >= 0, summary=summary, comparison=result)
+
+
+def score_intervals(data: LabeledSet, predictions: list[Prediction], n_bootstrap: int = 1000, seed: int = 0) -> dict:
+    """One model's F1 per tag, tag macro-F1 and sentiment macro-F1, each with a 95% bootstrap
+    interval (comments resampled with replacement), from predictions already made."""
+    rng = np.random.default_rng(seed)
+    resample = rng.integers(0, len(data), size=(n_bootstrap, len(data)))
+    result: dict = {"n": len(data), "tags": {}}
+    per_tag, per_tag_samples = [], []
+    complete = np.flatnonzero((data.tags >= 0).all(axis=1))
+    complete_rows = complete[resample[:, : len(complete)] % max(len(complete), 1)]
+    for j, name in enumerate(data.taxonomy.names):
+        y = data.tags[:, j]
+        p = np.array([int(name in q.tags) for q in predictions])
+        known = np.flatnonzero(y >= 0)
+        if len(known) == 0:
+            continue
+        rows = known[resample[:, : len(known)] % len(known)]
+        entry = _interval(_f1_counts(y[known], p[known]), _f1_counts(y[rows], p[rows])).as_dict()
+        entry.update(positives=int((y[known] == 1).sum()), labeled=int(len(known)))
+        result["tags"][name] = entry
+        if len(complete):
+            per_tag.append(_f1_counts(y[complete], p[complete]))
+            per_tag_samples.append(_f1_counts(y[complete_rows], p[complete_rows]))
+    if per_tag:
+        result["macro_f1"] = _interval(float(np.mean(per_tag)), np.mean(per_tag_samples, axis=0)).as_dict()
+    labeled = np.array([i for i, s in enumerate(data.sentiments) if s is not None], dtype=np.int64)
+    if len(labeled):
+        y = np.array([SENTIMENTS.index(s) if s else -1 for s in data.sentiments])
+        p = np.array([SENTIMENTS.index(q.sentiment) for q in predictions])
+        rows = labeled[resample[:, : len(labeled)] % len(labeled)]
+        result["sentiment_macro_f1"] = _interval(float(_sentiment_macro_f1(y[labeled], p[labeled])), _sentiment_macro_f1(y[rows], p[rows])).as_dict()
+    return result
