@@ -36,11 +36,12 @@ def serve(
     except SettingsError as exc:
         fail(str(exc))
     from kesheng.models import ModelLoadError, model_class
+    from kesheng.stores.registry import resolve_model
 
     try:
         # A clear message here rather than a traceback per worker; the weights are loaded only
         # by the workers, so the supervisor does not hold a model copy of its own.
-        model_class(settings.model_dir)
+        model_class(resolve_model(settings.model_dir))
     except ModelLoadError as exc:
         fail(str(exc))
     metrics_dir = None

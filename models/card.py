@@ -21,6 +21,10 @@ def _f(value) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "n/a"
 
 
+def _interval(entry) -> str:
+    return "n/a" if not entry else f"{entry['value']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
+
+
 def render_card(model: "TagClassifier") -> str:
     meta = model.meta_
     metrics = getattr(model, "metrics_", {}) or {}
@@ -62,6 +66,14 @@ def render_card(model: "TagClassifier") -> str:
             lines.append(f"- {group}: n={g.get('n')}, macro-F1 {_f(g.get('macro_f1'))}, sentiment {_f(g.get('sentiment_macro_f1'))}")
     else:
         lines.append("No held-out metrics were recorded for this model.")
+    intervals = metrics.get("intervals") or {}
+    if intervals:
+        lines += ["", "### With 95% bootstrap intervals", "", "| test set | comments | tag macro-F1 | sentiment macro-F1 | " + " | ".join(model.taxonomy_.names) + " |",
+                  "|---|---|---|---|" + "---|" * len(model.taxonomy_.names)]
+        for name, scores in intervals.items():
+            tags = " | ".join(_interval(scores.get("tags", {}).get(t)) for t in model.taxonomy_.names)
+            lines.append(f"| {name} | {scores.get('n')} | {_interval(scores.get('macro_f1'))} | {_interval(scores.get('sentiment_macro_f1'))} | {tags} |")
+        lines += ["", "`test` is the split the training run held out; any other row is a label file measured only for reporting."]
     lines += [
         "",
         "## Data",

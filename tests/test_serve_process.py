@@ -24,13 +24,11 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, model_dir: Path, feedback_db: Path, log: Path, *extra: str):
+    def __init__(self, model_dir: Path | None, feedback_db: Path, log: Path, *extra: str):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [
-            sys.executable, "-m", "kesheng", "serve", "--port", str(self.port),
-            "--model", str(model_dir), "--feedback-db", str(feedback_db), *extra,
-        ]
+        model = ["--model", str(model_dir)] if model_dir is not None else []  # None: the default model
+        command = [sys.executable, "-m", "kesheng", "serve", "--port", str(self.port), *model, "--feedback-db", str(feedback_db), *extra]
         self.log = log.open("ab")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ})
         deadline = time.monotonic() + 60
@@ -128,3 +126,15 @@ def test_serve_refuses_a_missing_model_with_a_clear_message(tmp_path):
     )
     assert result.returncode == 2
     assert "does not exist" in result.stderr
+
+
+@pytest.mark.slow
+def test_serve_without_a_model_option_serves_the_default_model(tmp_path):
+    from kesheng.models import bundled_model_path
+    from kesheng.models.base import read_model_version
+
+    server = Server(None, tmp_path / "feedback.sqlite3", tmp_path / "server.log")
+    try:
+        assert httpx.get(f"{server.url}/v1/model", timeout=10).json()["model_version"] == read_model_version(bundled_model_path())
+    finally:
+        server.kill(signal.SIGTERM)

@@ -59,6 +59,7 @@ class TrainConfig:
     test_file: str | None = None  # metrics are measured here; split off the training data when absent
     corpus_labels: list[str] = field(default_factory=list)  # label files by corpus id; their split field routes rows to train/dev/test
     corpus_dir: str | None = None  # public corpora for corpus_labels ($KESHENG_CORPUS_DIR when None)
+    report_labels: list[str] = field(default_factory=list)  # label files by corpus id whose test rows are only measured after training (never used for a choice), e.g. the independent test set
     weak_rows: int = 0  # unlabeled corpus comments added with weak labels (needs corpus_labels); 0 = off
     weak_weight: float = 0.1  # each weak row's weight relative to a hand label
     weak_tags: bool = False  # also train tags on weak labels (off: on dev they helped sentiment only)
@@ -122,6 +123,7 @@ class TrainConfig:
 
         config.train_files = [resolve(p) for p in config.train_files]
         config.corpus_labels = [resolve(p) for p in config.corpus_labels]
+        config.report_labels = [resolve(p) for p in config.report_labels]
         config.dev_file = resolve(config.dev_file) if config.dev_file else None
         config.test_file = resolve(config.test_file) if config.test_file else None
         config.taxonomy = resolve(config.taxonomy) if config.taxonomy else None

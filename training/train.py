@@ -12,10 +12,11 @@ import numpy as np
 
 from kesheng.models import TagClassifier, model_type_class
 from kesheng.models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
+from kesheng.training.compare import score_intervals
 from kesheng.training.config import TrainConfig
-from kesheng.training.corpus import load_corpus_splits, read_corpus
+from kesheng.training.corpus import load_corpus_labels, load_corpus_splits, read_corpus, read_label_file
 from kesheng.training.data import LabeledSet, dedupe_key, group_split, load_labeled
-from kesheng.training.evaluate import DevScore, choose_thresholds, evaluate, evaluate_predictions
+from kesheng.training.evaluate import DevScore, choose_thresholds, evaluate_predictions
 from kesheng.training.fine_tune import FineTuner
 from kesheng.training.weak import WeakLabeler, polarity_votes
 
@@ -52,8 +53,9 @@ def _fit(
     return model.fit(texts, tags, sentiments, sample_weight=weights, callbacks=callbacks)
 
 
-def _weak_rows(config: TrainConfig, hand_train: LabeledSet | None, labeled_ids: set[str], taxonomy: Taxonomy) -> LabeledSet | None:
-    """Weakly labeled corpus comments; every hand-labeled id (any split) is excluded."""
+def _weak_rows(config: TrainConfig, hand_train: LabeledSet | None, labeled_ids: set[str], held_out_ids: set[str], taxonomy: Taxonomy) -> LabeledSet | None:
+    """Weakly labeled corpus comments. Every hand-labeled id is excluded, and so is every text
+    equal to a held-out one (dev, test, report-only files): weak rows are training data."""
     if config.weak_rows <= 0:
         return None
     if not config.corpus_labels:
@@ -66,7 +68,8 @@ def _weak_rows(config: TrainConfig, hand_train: LabeledSet | None, labeled_ids: 
     )
     labeler = WeakLabeler().fit(hand_default, polarity)
     corpus = read_corpus(config.corpus_dir)
-    candidates = sorted(i for i, t in corpus.items() if i not in labeled_ids and t.strip())
+    held_out = {dedupe_key(corpus[i]) for i in held_out_ids if i in corpus}
+    candidates = sorted(i for i, t in corpus.items() if i not in labeled_ids and i not in held_out_ids and t.strip() and dedupe_key(t) not in held_out)
     random.Random(config.seed).shuffle(candidates)
     ids = candidates[: config.weak_rows]
     texts = [corpus[i] for i in ids]
@@ -151,7 +154,9 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
         fit_part, dev = pool.subset(rest), pool.subset(held)
 
     hand_labeled_ids = {i for part in splits.values() for i in part.ids}
-    weak = _weak_rows(config, splits.get("train"), hand_labeled_ids, taxonomy) if config.weak_rows else None
+    held_out_ids = {i for name in ("dev", "test") if name in splits for i in splits[name].ids}
+    held_out_ids |= {row["id"] for path in config.report_labels for row in read_label_file(path, taxonomy)}
+    weak = _weak_rows(config, splits.get("train"), hand_labeled_ids, held_out_ids, taxonomy) if config.weak_rows else None
     model = _fit(build_model(config, taxonomy), fit_part, weak, config.weak_weight, config, dev)
     dev_predictions = model.predict(dev.texts)
     thresholds = choose_thresholds(
@@ -162,9 +167,11 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
     if config.refit_with_dev and model.refits_with_dev:
         model = _fit(build_model(config, taxonomy), LabeledSet.concat([fit_part, dev]), weak, config.weak_weight, config)
         model.set_thresholds(thresholds)
-    test_metrics = evaluate(model, test, groups=test.sources)
+    test_predictions = model.predict(test.texts)
+    test_metrics = evaluate_predictions(test, test_predictions, test.sources)
     metrics = {
         "test": test_metrics,
+        "intervals": {"test": score_intervals(test, test_predictions, seed=config.seed)},
         "dev_before_refit": dev_metrics,
         "data": {
             "train_files": [str(p) for p in config.train_files],
@@ -175,6 +182,10 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
             "n_final_training": model.meta_["n_training_texts"],
         },
     }
+    # Reported only: measured on the final model after every choice was made, never fed back.
+    for path in config.report_labels:
+        reported = load_corpus_labels(path, config.corpus_dir, taxonomy, "test")
+        metrics["intervals"][Path(path).stem] = score_intervals(reported, model.predict(reported.texts), seed=config.seed)
     model.metrics_ = metrics
     model.meta_["training_config"] = config.to_dict()
     seconds = time.perf_counter() - started
