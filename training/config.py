@@ -75,6 +75,7 @@ class TrainConfig:
     dev_fraction: float = 0.2  # share of the rest held out for thresholds when no dev_file is given
     refit_with_dev: bool = True  # after tuning thresholds, refit on train+dev so no label is wasted (tfidf-linear only: the transformer's dev split picks its epoch)
     min_positives_for_threshold: int = 5  # fewer dev positives than this: keep threshold 0.5
+    min_test_positives: int = 10  # a tag with fewer test positives gets a warning: its F1 is mostly noise
     threshold_bounds: tuple[float, float] = (0.1, 0.9)  # tuned thresholds are clipped to this range
 
     def to_dict(self) -> dict:

@@ -14,11 +14,21 @@ from kesheng.training.data import LabeledSet
 __all__ = ["choose_thresholds", "dev_score", "evaluate", "evaluate_predictions", "format_metrics"]
 
 
-def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return precision, recall, f1
+# Zero-division policy (documented in the README): a precision with nothing predicted, a recall
+# with no positives in the labels, and an F1 with neither are undefined, None ("n/a"), never 0;
+# an F1 with positives or predictions is 2TP / (2TP + FP + FN), which is 0 when TP is 0.
+# Averages (macro-F1, sentiment macro-F1) are over the defined values only.
+
+
+def _prf(truth: np.ndarray, predicted: np.ndarray, labels: Sequence[int], average: str | None = None) -> list[tuple]:
+    """scikit-learn's precision, recall and F1 for explicit `labels`, undefined values as None."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    if len(truth) == 0:
+        return [(None, None, None)] * (1 if average else len(labels))
+    p, r, f, _ = precision_recall_fscore_support(truth, predicted, labels=list(labels), average=average, zero_division=np.nan)
+    rows = zip(*(np.atleast_1d(v) for v in (p, r, f)))
+    return [tuple(None if np.isnan(x) else float(x) for x in row) for row in rows]
 
 
 def _binary(truth: np.ndarray, predicted: np.ndarray) -> dict:
@@ -26,8 +36,19 @@ def _binary(truth: np.ndarray, predicted: np.ndarray) -> dict:
     fp = int(((truth == 0) & (predicted == 1)).sum())
     fn = int(((truth == 1) & (predicted == 0)).sum())
     tn = int(((truth == 0) & (predicted == 0)).sum())
-    p, r, f = _prf(tp, fp, fn)
+    p, r, f = _prf(truth, predicted, [1])[0]
+    if tp + fp + fn == 0:
+        f = None  # no positives labeled or predicted: F1 says nothing
     return {"precision": p, "recall": r, "f1": f, "support": tp + fn, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+
+
+def _mean(values) -> float | None:
+    defined = [v for v in values if v is not None]
+    return float(np.mean(defined)) if defined else None
+
+
+def _cell(value: float | None, width: int, digits: int = 3) -> str:
+    return f"{'n/a':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
 
 
 def evaluate_predictions(data: LabeledSet, predictions: Sequence[Prediction], groups: Sequence[str] | None = None) -> dict:
@@ -46,34 +67,32 @@ def evaluate_predictions(data: LabeledSet, predictions: Sequence[Prediction], gr
         known = data.tags[:, j] >= 0
         per_tag[name] = _binary(data.tags[known, j], predicted[known, j]) | {"n": int(known.sum())}
     scored = {name: m for name, m in per_tag.items() if m["n"] > 0}
-    # F1 is undefined for a tag with no positives and no predicted positives (e.g. a rare tag in
-    # one source): such a tag is left out of the macro average rather than counted as 0.
-    defined = {name: m for name, m in scored.items() if m["support"] or m["fp"]}
-    tp = sum(m["tp"] for m in scored.values())
-    fp = sum(m["fp"] for m in scored.values())
-    fn = sum(m["fn"] for m in scored.values())
+    known_cells = data.tags >= 0
     complete = (data.tags >= 0).all(axis=1)
     other = _binary(
         (data.tags[complete].sum(axis=1) == 0).astype(np.int8), (predicted[complete].sum(axis=1) == 0).astype(np.int8)
     )
     labeled_s = [i for i, s in enumerate(data.sentiments) if s is not None]
+    truth_s = np.array([SENTIMENTS.index(data.sentiments[i]) for i in labeled_s], dtype=np.int64)
+    predicted_s = np.array([SENTIMENTS.index(predictions[i].sentiment) for i in labeled_s], dtype=np.int64)
     confusion = np.zeros((len(SENTIMENTS), len(SENTIMENTS)), dtype=int)
-    for i in labeled_s:
-        confusion[SENTIMENTS.index(data.sentiments[i]), SENTIMENTS.index(predictions[i].sentiment)] += 1
+    np.add.at(confusion, (truth_s, predicted_s), 1)
     per_sentiment = {}
-    for k, s in enumerate(SENTIMENTS):
-        pk, rk, fk = _prf(int(confusion[k, k]), int(confusion[:, k].sum() - confusion[k, k]), int(confusion[k, :].sum() - confusion[k, k]))
-        per_sentiment[s] = {"precision": pk, "recall": rk, "f1": fk, "support": int(confusion[k, :].sum())}
+    # A class absent from the labels has no F1 (None) and stays out of the sentiment average;
+    # predicting it still costs the recall of the class that was right.
+    for k, (s, (pk, rk, fk)) in enumerate(zip(SENTIMENTS, _prf(truth_s, predicted_s, range(len(SENTIMENTS))))):
+        support = int(confusion[k, :].sum())
+        per_sentiment[s] = {"precision": pk, "recall": rk, "f1": fk if support else None, "support": support}
     metrics = {
         "n": len(data),
         "tags": per_tag,
-        "macro_f1": float(np.mean([m["f1"] for m in defined.values()])) if defined else 0.0,
-        "micro_f1": _prf(tp, fp, fn)[2],
+        "macro_f1": _mean(m["f1"] for m in scored.values()),
+        "micro_f1": _prf(data.tags[known_cells], predicted[known_cells], [1])[0][2],
         "other": other,
         "sentiment": {
             "n": len(labeled_s),
-            "accuracy": float(np.trace(confusion) / max(len(labeled_s), 1)),
-            "macro_f1": float(np.mean([m["f1"] for m in per_sentiment.values()])),
+            "accuracy": float(np.trace(confusion) / len(labeled_s)) if labeled_s else None,
+            "macro_f1": _mean(m["f1"] for m in per_sentiment.values()),
             "per_class": per_sentiment,
             "confusion": {"labels": list(SENTIMENTS), "rows_true_cols_predicted": confusion.tolist()},
         },
@@ -85,6 +104,7 @@ def evaluate_predictions(data: LabeledSet, predictions: Sequence[Prediction], gr
             sub = evaluate_predictions(data.subset(idx), [predictions[i] for i in idx])
             metrics["by_group"][group] = {k: sub[k] for k in ("n", "macro_f1", "micro_f1")} | {
                 "tag_f1": {n: sub["tags"][n]["f1"] for n in names},
+                "tag_support": {n: sub["tags"][n]["support"] for n in names},
                 "sentiment_macro_f1": sub["sentiment"]["macro_f1"],
             }
     return metrics
@@ -114,7 +134,7 @@ def choose_thresholds(
             thresholds[name] = 0.5
             continue
         scores = np.array([p.scores[name] for p in predictions])[known]
-        best = max(grid, key=lambda t: (_binary(y, (scores >= t).astype(np.int8))["f1"], -abs(t - 0.5)))
+        best = max(grid, key=lambda t: (_binary(y, (scores >= t).astype(np.int8))["f1"] or 0.0, -abs(t - 0.5)))
         thresholds[name] = float(best)
     return thresholds
 
@@ -134,7 +154,7 @@ def dev_score(
         thresholds = choose_thresholds(dev.tags, predictions, dev.taxonomy, min_positives, bounds)
         retagged = [replace(p, tags=[n for n in dev.taxonomy.names if p.scores[n] >= thresholds[n]]) for p in predictions]
         metrics = evaluate_predictions(dev, retagged)
-        return (metrics["macro_f1"] + metrics["sentiment"]["macro_f1"]) / 2
+        return ((metrics["macro_f1"] or 0.0) + (metrics["sentiment"]["macro_f1"] or 0.0)) / 2
 
     return score
 
@@ -150,22 +170,24 @@ class DevScore:
 
 
 def format_metrics(metrics: dict, taxonomy: Taxonomy) -> str:
+    """Metrics for people: every F1 with its support (positives), n/a where it is undefined."""
     lines = [f"{'tag':<16}{'zh':<8}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}{'labeled':>9}"]
     for name in taxonomy.names:
         m = metrics["tags"][name]
         labeled = m.get("n", metrics["n"])
-        lines.append(
-            f"{name:<16}{taxonomy.zh(name):<8}{m['precision']:>10.3f}{m['recall']:>8.3f}{m['f1']:>8.3f}{m['support']:>9d}{labeled:>9d}"
-        )
+        lines.append(f"{name:<16}{taxonomy.zh(name):<8}{_cell(m['precision'], 10)}{_cell(m['recall'], 8)}{_cell(m['f1'], 8)}{m['support']:>9d}{labeled:>9d}")
     o = metrics["other"]
-    lines.append(f"{'(other)':<16}{'其他':<8}{o['precision']:>10.3f}{o['recall']:>8.3f}{o['f1']:>8.3f}{o['support']:>9d}")
-    lines.append(f"macro-F1 {metrics['macro_f1']:.3f}   micro-F1 {metrics['micro_f1']:.3f}   n={metrics['n']}")
+    lines.append(f"{'(other)':<16}{'其他':<8}{_cell(o['precision'], 10)}{_cell(o['recall'], 8)}{_cell(o['f1'], 8)}{o['support']:>9d}")
+    lines.append(f"macro-F1 {_cell(metrics['macro_f1'], 0)}   micro-F1 {_cell(metrics['micro_f1'], 0)}   n={metrics['n']}")
     s = metrics["sentiment"]
-    lines.append(f"sentiment accuracy {s['accuracy']:.3f}   macro-F1 {s['macro_f1']:.3f}")
+    lines.append(f"sentiment accuracy {_cell(s['accuracy'], 0)}   macro-F1 {_cell(s['macro_f1'], 0)} (over the {sum(1 for m in s['per_class'].values() if m['support'])} classes present)")
     lines.append("sentiment confusion (rows true, cols predicted): " + "  ".join(s["confusion"]["labels"]))
     for label, row in zip(s["confusion"]["labels"], s["confusion"]["rows_true_cols_predicted"]):
         lines.append(f"  {label:<9}" + "".join(f"{v:>9d}" for v in row))
     for group, g in metrics.get("by_group", {}).items():
-        tags = " ".join(f"{n}={f:.2f}" for n, f in g["tag_f1"].items())
-        lines.append(f"  [{group}] n={g['n']} macro-F1 {g['macro_f1']:.3f} {tags} sentiment {g['sentiment_macro_f1']:.3f}")
+        support = g.get("tag_support", {})
+        tags = " ".join(f"{n}={_cell(f, 0, 2)}({support.get(n, '?')})" for n, f in g["tag_f1"].items())
+        lines.append(f"  [{group}] n={g['n']} macro-F1 {_cell(g['macro_f1'], 0)} {tags} sentiment {_cell(g['sentiment_macro_f1'], 0)}")
+    for warning in metrics.get("warnings", []):
+        lines.append(f"warning: {warning}")
     return "\n".join(lines)

@@ -169,6 +169,13 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
         model.set_thresholds(thresholds)
     test_predictions = model.predict(test.texts)
     test_metrics = evaluate_predictions(test, test_predictions, test.sources)
+    test_metrics["warnings"] = [
+        f"tag {name!r} has {m['support']} positive(s) among {m['n']} test comments (fewer than {config.min_test_positives}): its F1 is mostly noise, and so is the macro-F1 it enters"
+        for name, m in test_metrics["tags"].items()
+        if m["support"] < config.min_test_positives
+    ]
+    for warning in test_metrics["warnings"]:
+        log.warning(warning)
     metrics = {
         "test": test_metrics,
         "intervals": {"test": score_intervals(test, test_predictions, seed=config.seed)},
