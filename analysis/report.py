@@ -215,7 +215,8 @@ class _Aggregator:
         scored = text.str.strip() != ""
         flags = pd.DataFrame({t: _check_binary(frame, t) for t in data.tags})
         sentiment = frame["sentiment"].fillna("").astype(str)
-        unknown = ~sentiment.isin(SENTIMENTS)
+        # Rows without text have no sentiment (an empty cell); every row with text must have one.
+        unknown = ~sentiment.isin(SENTIMENTS) & scored
         if unknown.any():
             raise ReportError(f"{self.source}: sentiment values {sorted(set(sentiment[unknown]))[:5]} are not {list(SENTIMENTS)}")
         data.rows += len(frame)

@@ -111,6 +111,12 @@ def softmax(x: np.ndarray) -> np.ndarray:
 
 
 def _empty_prediction(taxonomy: Taxonomy, note: str) -> Prediction:
+    """A text with nothing to read: no tags and no sentiment (a pivot must not count it as neutral)."""
+    return Prediction(tags=[], scores={name: 0.0 for name in taxonomy.names}, sentiment=None, sentiment_scores=None, evidence=[], notes=[note])
+
+
+def _unscored_prediction(taxonomy: Taxonomy, note: str) -> Prediction:
+    """A text the model could read nothing from: no tags, neutral sentiment, and a note saying so."""
     return Prediction(
         tags=[],
         scores={name: 0.0 for name in taxonomy.names},
@@ -186,7 +192,7 @@ class TagClassifier(ABC):
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() or load a model directory")
 
     def _no_signal(self, note: str) -> Prediction:
-        return _empty_prediction(self.taxonomy_, note)
+        return _unscored_prediction(self.taxonomy_, note)
 
     def _tags_above_threshold(self, scores: dict[str, float]) -> list[str]:
         return [name for name in self.taxonomy_.names if scores[name] >= self.thresholds_[name]]

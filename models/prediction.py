@@ -25,8 +25,8 @@ class Evidence:
 class Prediction:
     tags: list[str]  # tags whose score reached the tag's threshold, in taxonomy order
     scores: dict[str, float]  # probability per tag, every tag of the taxonomy
-    sentiment: str  # negative | neutral | positive
-    sentiment_scores: dict[str, float]  # probability per sentiment, sums to 1
+    sentiment: str | None  # negative | neutral | positive; None for an empty or missing text
+    sentiment_scores: dict[str, float] | None  # probability per sentiment, sums to 1; None when sentiment is None
     evidence: list[Evidence] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the model could not do as usual (empty text, truncation)
 
@@ -36,7 +36,7 @@ class Prediction:
             "tags": list(self.tags),
             "scores": {k: round(v, 4) for k, v in self.scores.items()},
             "sentiment": self.sentiment,
-            "sentiment_scores": {k: round(v, 4) for k, v in self.sentiment_scores.items()},
+            "sentiment_scores": None if self.sentiment_scores is None else {k: round(v, 4) for k, v in self.sentiment_scores.items()},
             "evidence": [e.to_dict() for e in self.evidence],
             "notes": list(self.notes),
         }

@@ -126,7 +126,7 @@ def flat_values(prediction: Prediction, tag_names: Sequence[str], extra_notes: S
         *(int(name in prediction.tags) for name in tag_names),
         *(round(prediction.scores[name], 4) for name in tag_names),
         prediction.sentiment,
-        round(prediction.sentiment_scores[prediction.sentiment], 4),
+        round(prediction.sentiment_scores[prediction.sentiment], 4) if prediction.sentiment is not None else None,
         json.dumps([e.to_dict() for e in prediction.evidence], ensure_ascii=False),
         join_notes([*extra_notes, *prediction.notes]),
         model_version,

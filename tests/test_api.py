@@ -25,6 +25,7 @@ def test_tag_returns_one_result_per_comment_in_order_same_as_predict(api, model)
     expected.append(model.predict(["没有编号的评论"])[0].to_dict(None))
     assert payload["results"] == json.loads(json.dumps(expected, ensure_ascii=False))
     assert payload["results"][2]["notes"] == ["empty text"]
+    assert payload["results"][2]["sentiment"] is None and payload["results"][2]["sentiment_scores"] is None
     for comment, result in zip(body["comments"], payload["results"]):
         for evidence in result["evidence"]:
             assert comment["text"][evidence["start"] : evidence["end"]] == evidence["text"]

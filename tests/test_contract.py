@@ -11,6 +11,9 @@ from tests.texts import BAD, TEXTS
 
 def check_prediction(p: Prediction, text, names):
     assert isinstance(p, Prediction)
+    if not text.strip():
+        assert p.sentiment is None and p.sentiment_scores is None and p.tags == []
+        return
     assert set(p.scores) == set(names)
     assert all(0.0 <= v <= 1.0 and not math.isnan(v) for v in p.scores.values())
     assert set(p.sentiment_scores) == set(SENTIMENTS)
@@ -47,7 +50,8 @@ def test_one_prediction_per_text_in_order(any_model):
 @pytest.mark.parametrize("text", [None, "", "   \n\t "])
 def test_missing_or_empty_text_gets_no_tags_and_a_note(any_model, text):
     (p,) = any_model.predict([text])
-    assert p.tags == [] and p.sentiment == "neutral" and p.notes
+    # No sentiment either: a survey pivot must not count blank answers as neutral.
+    assert p.tags == [] and p.sentiment is None and p.sentiment_scores is None and p.notes
 
 
 def test_texts_without_known_words_are_not_scored(any_model):

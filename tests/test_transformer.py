@@ -99,7 +99,7 @@ def test_contract_batch_or_single_float32(tmodel_dir):
 @pytest.mark.parametrize("text", [None, "", "   \n\t "])
 def test_contract_missing_or_empty_text(tmodel, text):
     (p,) = tmodel.predict([text])
-    assert p.tags == [] and p.sentiment == "neutral" and p.notes
+    assert p.tags == [] and p.sentiment is None and p.notes
 
 
 def test_contract_unknown_tokens_only_are_not_scored(tmodel):

@@ -85,14 +85,17 @@ class Metrics:
         # Counted first: each labels().inc() takes a lock (and writes a file in multiprocess mode).
         tags: collections.Counter[str] = collections.Counter()
         sentiments: collections.Counter[str] = collections.Counter()
+        comments = 0
         for prediction in predictions:
+            comments += 1
             tags.update(prediction.tags)
-            sentiments[prediction.sentiment] += 1
+            if prediction.sentiment is not None:
+                sentiments[prediction.sentiment] += 1
         for tag, count in tags.items():
             self.tags.labels(tag).inc(count)
         for sentiment, count in sentiments.items():
             self.sentiments.labels(sentiment).inc(count)
-        self.comments.inc(sum(sentiments.values()))
+        self.comments.inc(comments)
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -89,8 +89,8 @@ class TagResult(BaseModel):
     id: CommentId
     tags: list[str] = Field(description="Tags at or above their threshold; empty means 其他 (other).")
     scores: dict[str, float] = Field(description="Probability per tag of the model's taxonomy.")
-    sentiment: Sentiment
-    sentiment_scores: dict[str, float]
+    sentiment: Sentiment | None = Field(description="null for an empty or missing text: nothing was said, so no sentiment.")
+    sentiment_scores: dict[str, float] | None = Field(description="Probability per sentiment; null when sentiment is null.")
     evidence: list[EvidenceOut]
     notes: list[str] = Field(description="What the model could not do as usual (empty text, truncation).")
 

@@ -73,6 +73,8 @@ class _RayTagger:
         self.columns = prediction_columns(self.tag_names)
 
     def __call__(self, batch: "pd.DataFrame") -> "pd.DataFrame":
+        import pandas as pd
+
         texts, notes = [], []
         for value in batch[self.text_field].tolist():
             text, text_notes = text_for_model(value)
@@ -88,7 +90,9 @@ class _RayTagger:
             return batch
         values = [flat_values(p, self.tag_names, n, self.version) for p, n in zip(predictions, notes)]
         for position, name in enumerate(self.columns):
-            batch[name] = [row[position] for row in values]
+            column = [row[position] for row in values]
+            # A missing value (no sentiment for a row without text) stays null, not a float NaN.
+            batch[name] = pd.Series(column, index=batch.index, dtype=object if None in column else None)
         return batch
 
 
