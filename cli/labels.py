@@ -21,7 +21,7 @@ def suggest(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ):
     """Pick the comments that would most help the model: uncertain ones, spread over different topics."""
-    from kesheng.training.active import SUGGESTION_FORMATS, suggestion_records, write_suggestions
+    from kesheng.training.active import SUGGESTION_FORMATS, label_studio_config_path, suggestion_records, write_suggestions
     from kesheng.training.active import suggest as pick
     from kesheng.training.data import DataValidationError, read_rows
 
@@ -40,8 +40,10 @@ def suggest(
     texts = [r.get(text_column) if isinstance(r.get(text_column), str) else None for r in rows]
     picked = pick(model, texts, n, already_labeled=[t for t in known if isinstance(t, str)])
     records = suggestion_records(picked, rows, texts, id_column)
-    write_suggestions(records, output, str(model.meta_.get("model_version")))
+    write_suggestions(records, output, str(model.meta_.get("model_version")), model.taxonomy_)
     typer.echo(f"{len(records)} comments to label -> {output} (from {len(rows)} rows)", err=True)
+    if output.suffix.lower() == ".json":
+        typer.echo(f"Label Studio labeling config for these tasks -> {label_studio_config_path(output)}", err=True)
 
 
 def check_labels(

@@ -11,6 +11,7 @@ import json
 import logging
 import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,15 +111,30 @@ def _drop_pooler(encoder: nn.Module) -> None:
         encoder.pooler = None
 
 
+@contextmanager
+def _quiet_transformers():
+    """transformers logs a "LOAD REPORT" table at WARNING for the pooler this classifier never uses
+    (it is dropped right after loading): noise for a user starting a training run."""
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
+
+
 def build_module(base: Base, n_tags: int, n_sentiments: int, params, seed: int, freeze_embeddings: bool) -> EncoderClassifier:
     from transformers import AutoModel
 
     torch.manual_seed(seed)
     kwargs = {"num_hidden_layers": params.num_layers} if params.num_layers is not None else {}
     try:
-        encoder = AutoModel.from_pretrained(
-            str(base.folder), local_files_only=True, use_safetensors=True, trust_remote_code=False, **kwargs
-        )
+        with _quiet_transformers():
+            encoder = AutoModel.from_pretrained(
+                str(base.folder), local_files_only=True, use_safetensors=True, trust_remote_code=False, **kwargs
+            )
     except (OSError, ValueError) as exc:
         raise BaseModelError(f"{base.folder}: cannot load the encoder ({exc})") from exc
     _drop_pooler(encoder)

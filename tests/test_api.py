@@ -26,6 +26,7 @@ def test_tag_returns_one_result_per_comment_in_order_same_as_predict(api, model)
     assert payload["results"] == json.loads(json.dumps(expected, ensure_ascii=False))
     assert payload["results"][2]["notes"] == ["empty text"]
     assert payload["results"][2]["sentiment"] is None and payload["results"][2]["sentiment_scores"] is None
+
     for comment, result in zip(body["comments"], payload["results"]):
         for evidence in result["evidence"]:
             assert comment["text"][evidence["start"] : evidence["end"]] == evidence["text"]
@@ -44,7 +45,7 @@ def test_integer_ids_are_echoed_unchanged(api):
         ({"comments": [{"text": "好"}] * 5}, 422, "comments", "at most 4"),
         ({"comments": [{"text": "好"}, {"text": "长" * 41}]}, 422, "comments[1].text", "at most 40 characters"),
         ({"comments": [{"text": 3}]}, 422, "comments[0].text", "valid string"),
-        ({"comments": [{"id": "a"}]}, 422, "comments[0].text", "required"),
+        ({"comments": [{"id": "a", "text": 42}]}, 422, "comments[0].text", "string"),
         ({"comments": [{"text": "好", "channel": "app"}]}, 422, "comments[0].channel", "Extra inputs"),
         ({"comments": [{"text": "好"}], "extra": 1}, 422, "extra", "Extra inputs"),
         ({"comment": [{"text": "好"}]}, 422, "comments", "required"),
@@ -290,3 +291,18 @@ def test_served_predictions_equal_a_fresh_load(api, model_dir):
     text = "快递三天了还没到，客服一直推脱"
     served = api().post("/v1/tag", json={"comments": [{"text": text}]}).json()["results"][0]
     assert served == json.loads(json.dumps(load_model(model_dir).predict([text])[0].to_dict(None), ensure_ascii=False))
+
+
+def test_null_or_missing_text_is_a_missing_text_result_not_a_422(api):
+    client = api()
+    response = client.post("/v1/tag", json={"comments": [{"id": "a", "text": None}, {"id": "b"}, {"id": "c", "text": "等了半小时都没人接电话"}]})
+    assert response.status_code == 200, response.text
+    first, second, third = response.json()["results"]
+    assert first["notes"] == second["notes"] == ["missing text"] and first["sentiment"] is None
+    assert third["tags"]
+
+
+def test_probes_answer_head(api):
+    client = api()
+    assert client.head("/v1/health").status_code == 200
+    assert client.head("/v1/ready").status_code == 200

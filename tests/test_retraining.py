@@ -368,6 +368,16 @@ class TestSuggest:
         tasks = json.loads(out.read_text(encoding="utf-8"))
         assert len(tasks) == 5 and all(t["data"]["id"].startswith("u") for t in tasks)
         assert tasks[0]["predictions"][0]["result"][0]["from_name"] == "tags"
+        # The labeling config they fit is written beside them: the controls the pre-annotations name.
+        import xml.etree.ElementTree as ElementTree
+
+        config = ElementTree.fromstring((tmp_path / "tasks.label_config.xml").read_text(encoding="utf-8"))
+        controls = {c.get("name"): c for c in config.iter("Choices")}
+        assert set(controls) == {"tags", "sentiment"} and controls["tags"].get("choice") == "multiple"
+        assert [c.get("value") for c in controls["tags"]] == list(DEFAULT_TAXONOMY.names)
+        assert "响应缓慢" in controls["tags"][0].get("html")
+        predicted = {v for t in tasks for r in t["predictions"][0]["result"] for v in r["value"]["choices"]}
+        assert predicted <= {c.get("value") for control in controls.values() for c in control}
         again = runner.invoke(app, ["suggest", "-i", str(source), "-o", str(out), "--model", str(model_dir)])
         assert again.exit_code == 2 and "exists" in again.output
 

