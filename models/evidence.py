@@ -63,5 +63,5 @@ def tag_evidence(
     evidence = []
     for start, end, weight in spans_from_contributions(normalized.text, spans, contributions, max_spans):
         o_start, o_end = normalized.to_original(start, end)
-        evidence.append(Evidence(tag, o_start, o_end, normalized.original[o_start:o_end], weight))
+        evidence.append(Evidence.in_text(tag, normalized.original, o_start, o_end, weight))
     return evidence

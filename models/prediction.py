@@ -9,16 +9,36 @@ __all__ = ["Evidence", "Prediction"]
 
 @dataclass(frozen=True)
 class Evidence:
-    """A span of the ORIGINAL text that pushed a tag: text[start:end] == self.text."""
+    """A span of the ORIGINAL text that pushed a tag: text[start:end] == self.text.
+
+    `start`/`end` count Unicode code points (Python string indices). JavaScript strings count
+    UTF-16 code units, where a character outside the Basic Multilingual Plane (most emoji, rare
+    CJK) takes two, so the same span is also given as `start_utf16`/`end_utf16`.
+    """
 
     tag: str
-    start: int
+    start: int  # code points
     end: int
     text: str
     weight: float  # the span's share of the tag's score (model-specific, larger = stronger)
+    start_utf16: int  # UTF-16 code units, for JavaScript clients
+    end_utf16: int
+
+    @classmethod
+    def in_text(cls, tag: str, original: str, start: int, end: int, weight: float) -> "Evidence":
+        """The span original[start:end], with its UTF-16 offsets."""
+        before = _utf16_length(original[:start])
+        return cls(tag, start, end, original[start:end], weight, before, before + _utf16_length(original[start:end]))
 
     def to_dict(self) -> dict:
-        return {"tag": self.tag, "start": self.start, "end": self.end, "text": self.text, "weight": round(self.weight, 4)}
+        return {
+            "tag": self.tag, "start": self.start, "end": self.end, "text": self.text, "weight": round(self.weight, 4),
+            "start_utf16": self.start_utf16, "end_utf16": self.end_utf16,
+        }
+
+
+def _utf16_length(text: str) -> int:
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
 
 
 @dataclass(frozen=True)

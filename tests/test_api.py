@@ -306,3 +306,15 @@ def test_probes_answer_head(api):
     client = api()
     assert client.head("/v1/health").status_code == 200
     assert client.head("/v1/ready").status_code == 200
+
+
+def test_docs_page_loads_swagger_ui_from_the_package_not_a_cdn(api):
+    client = api()
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "cdn." not in page.text and "unpkg" not in page.text
+    scripts = [src for src in ("swagger-ui-bundle.js", "swagger-ui.css") if src in page.text]
+    assert scripts == ["swagger-ui-bundle.js", "swagger-ui.css"]
+    for name in scripts:
+        asset = client.get(f"/static-offline-docs/{name}")
+        assert asset.status_code == 200 and len(asset.content) > 10_000

@@ -21,10 +21,13 @@ def check_prediction(p: Prediction, text, names):
     assert p.sentiment in SENTIMENTS
     assert p.sentiment == max(p.sentiment_scores, key=p.sentiment_scores.get)
     assert set(p.tags) <= set(names)
+    utf16 = text.encode("utf-16-le")
     for e in p.evidence:
         assert e.tag in p.tags
         assert 0 <= e.start < e.end <= len(text)
         assert text[e.start : e.end] == e.text
+        # What a JavaScript client slices with the UTF-16 offsets is the same span.
+        assert utf16[2 * e.start_utf16 : 2 * e.end_utf16].decode("utf-16-le") == e.text
 
 
 def check_one_prediction_per_text_in_order(model) -> list[Prediction]:
@@ -70,12 +73,13 @@ def test_single_string_instead_of_list_is_a_clear_error(any_model):
 
 
 def test_evidence_offsets_index_the_original_text(any_model):
-    text = "  @某某客服 你們的客服態度太差了！！！等了３０分鐘都沒人理 "
+    text = "😡😡 @某某客服 你們的客服態度太差了！！！等了３０分鐘都沒人理 🙄"
     (p,) = any_model.predict([text])
     assert p.tags, "expected at least one tag for an obvious complaint"
     assert p.evidence
     for e in p.evidence:
         assert text[e.start : e.end] == e.text
+        assert (e.start_utf16, e.end_utf16) == (e.start + 2, e.end + 2)  # two emoji before, two code units each
 
 
 def test_save_load_gives_identical_predictions(any_model, tmp_path):

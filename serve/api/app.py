@@ -12,6 +12,7 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kesheng.models import Prediction, TagClassifier
@@ -64,7 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 loop.remove_signal_handler(signal.SIGHUP)
             app.state.store.close()
 
-    app = FastAPI(
+    # The docs page loads Swagger UI from files the package ships, not from a CDN: it works offline.
+    app = FastAPIOffline(
         title="客声 kesheng API",
         version=_package_version(),
         description=DESCRIPTION,

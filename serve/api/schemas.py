@@ -79,10 +79,12 @@ class Comment(_Strict):
 
 class EvidenceOut(BaseModel):
     tag: str
-    start: int = Field(description="Offset into the comment as sent (characters).")
-    end: int
+    start: int = Field(description="Offset into the comment as sent, in Unicode code points (Python string indices).")
+    end: int = Field(description="End offset (exclusive), code points: text[start:end] is the span.")
     text: str = Field(description="text[start:end]")
     weight: float
+    start_utf16: int = Field(description="The same start in UTF-16 code units (JavaScript's String indices; an emoji counts 2).")
+    end_utf16: int = Field(description="The same end in UTF-16 code units: comment.slice(start_utf16, end_utf16) in JavaScript.")
 
 
 class TagResult(BaseModel):
