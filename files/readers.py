@@ -199,11 +199,13 @@ class RowReader:
     progress_total: int | None  # bytes for text files, rows for XLSX/Parquet; None when unknown
     decoding: DecodingChoice | None = None  # text files only
     arrow_schema: Any = None  # Parquet input: column types to keep in Parquet output
-    _rows: Iterator[tuple[dict, list[str]]] | None = None
+    _rows: Iterator[tuple[dict, list[str], int]] | None = None
     _position: Any = None  # callable returning progress units consumed so far
     _close: list = field(default_factory=list)
 
-    def rows(self) -> Iterator[tuple[dict, list[str]]]:
+    def rows(self) -> Iterator[tuple[dict, list[str], int]]:
+        """(row, notes, number): `number` is the row a user sees, the same in every message: the
+        spreadsheet row for tables (header = row 1), the line for JSONL."""
         assert self._rows is not None
         return self._rows
 
@@ -258,12 +260,12 @@ def _open_text(path: Path, fmt: str, text_field: str | None, encoding: str | Non
 def _jsonl_rows(handle: IO[str], path: Path, text_field: str | None, strict: bool):
     lines = enumerate(handle, start=1)
     first: tuple[int, dict] | None = None
-    early: list[tuple[dict, list[str]]] = []
+    early: list[tuple[dict, list[str], int]] = []
     for number, line in lines:
         row, notes = _parse_json_line(line, number, path, strict)
         if row is None:
             continue
-        early.append((row, notes))
+        early.append((row, notes, number))
         if not notes:
             first = (number, row)
             break
@@ -280,7 +282,7 @@ def _jsonl_rows(handle: IO[str], path: Path, text_field: str | None, strict: boo
         for number, line in lines:
             row, notes = _parse_json_line(line, number, path, strict)
             if row is not None:
-                yield row, notes
+                yield row, notes, number
 
     return columns, rows()
 
@@ -314,7 +316,11 @@ def _unique_header(path: Path, header: list[str]) -> list[str]:
 def _delimited_rows(handle: IO[str], path: Path, fmt: str, text_field: str | None, strict: bool):
     reader = csv.reader(handle, delimiter="\t" if fmt == "tsv" else ",")
     header = None
+    # The row a spreadsheet shows: one per record, blank ones included, the header counted
+    # (a quoted line break does not start a new row, so this is not the file's line number).
+    sheet_row = 0
     for fields in reader:
+        sheet_row += 1
         if fields:
             header = fields
             break
@@ -326,19 +332,21 @@ def _delimited_rows(handle: IO[str], path: Path, fmt: str, text_field: str | Non
     width = len(header)
 
     def rows():
+        number = sheet_row
         for fields in reader:
+            number += 1
             if not fields:
                 continue  # a blank line is not a row in CSV
             notes = []
             if len(fields) != width:
-                problem = f"line {reader.line_num} has {len(fields)} fields, the header has {width}"
+                problem = f"row {number} has {len(fields)} fields, the header has {width}"
                 if strict:
                     raise InputFileError(f"{path}: {problem}")
                 if len(fields) > width:
                     problem += f"; extra fields: {json.dumps(fields[width:], ensure_ascii=False)}"
                 notes.append(f"malformed row: {problem}")
                 fields = fields[:width] + [None] * (width - len(fields))
-            yield dict(zip(header, fields)), notes
+            yield dict(zip(header, fields)), notes, number
 
     return header, rows()
 
@@ -372,7 +380,7 @@ def _open_xlsx(path: Path, text_field: str | None, sheet: str | None) -> RowRead
             if all(v is None for v in values):
                 continue  # Excel reports formatted but empty rows; they hold no answer
             values = list(values[:width]) + [None] * (width - len(values))
-            yield dict(zip(header, values)), []
+            yield dict(zip(header, values)), [], done[0] + 1  # the header is row 1
 
     total = (worksheet.max_row - 1) if worksheet.max_row else None
     return RowReader(path, "xlsx", header, total, _rows=rows(), _position=lambda: done[0], _close=[book.close])
@@ -396,7 +404,7 @@ def _open_parquet(path: Path, text_field: str | None) -> RowReader:
         for batch in parquet.iter_batches(batch_size=4096):
             for row in batch.to_pylist():
                 done[0] += 1
-                yield row, []
+                yield row, [], done[0] + 1  # numbered as a spreadsheet of the table would show it
 
     return RowReader(
         path, "parquet", columns, parquet.metadata.num_rows, arrow_schema=schema, _rows=rows(), _position=lambda: done[0], _close=[parquet.close]

@@ -216,11 +216,12 @@ def test_malformed_csv_rows_are_kept_and_marked(model, tmp_path):
     result = tag_file(model, source, target)
     out = read_output(target, model.taxonomy_.names)
     assert [r["id"] for r in out] == ["1", "2", "3", "4"]
-    assert "line 3 has 5 fields, the header has 3" in out[1]["notes"] and "多余1" in out[1]["notes"] and "多余2" in out[1]["notes"]
-    assert "line 4 has 2 fields" in out[2]["notes"] and out[2]["text"] == "字段太少"
+    # One numbering everywhere: the row a spreadsheet shows, the header being row 1.
+    assert "row 3 has 5 fields, the header has 3" in out[1]["notes"] and "多余1" in out[1]["notes"] and "多余2" in out[1]["notes"]
+    assert "row 4 has 2 fields" in out[2]["notes"] and out[2]["text"] == "字段太少"
     assert out[0]["notes"] == "" and out[3]["notes"] == ""
-    assert result.problems["malformed row"] == 2 and result.problem_rows["malformed row"] == [1, 2]
-    with pytest.raises(InputFileError, match="line 3 has 5 fields"):
+    assert result.problems["malformed row"] == 2 and result.problem_rows["malformed row"] == [3, 4]
+    with pytest.raises(InputFileError, match="row 3 has 5 fields"):
         tag_file(model, source, tmp_path / "strict.csv", TagFileOptions(strict=True))
     assert not (tmp_path / "strict.csv").exists() and not partial_dir_for(tmp_path / "strict.csv").exists()
 
@@ -334,3 +335,13 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(model, 
         with pytest.raises(InputFileError, match="another kesheng tag is writing"):
             tag_file(model, source, target)
     assert tag_file(model, source, target).rows == len(rows)
+
+
+def test_rows_are_numbered_as_a_spreadsheet_shows_them(model, tmp_path):
+    # A quoted line break and a blank line: file lines and spreadsheet rows differ; messages use rows.
+    source = tmp_path / "in.csv"
+    source.write_text('id,text\n1,"两行\n的评论"\n\n2,\n3,多,余\n', encoding="utf-8")
+    result = tag_file(model, source, tmp_path / "out.csv")
+    out = read_output(tmp_path / "out.csv", model.taxonomy_.names)
+    assert result.problem_rows == {"empty text": [4], "malformed row": [5]}
+    assert "row 5 has 3 fields" in out[2]["notes"]

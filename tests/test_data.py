@@ -134,5 +134,5 @@ def test_labeled_csv_in_gb18030_reads_like_tag_reads_it(tmp_path):
 def test_a_malformed_labeled_row_is_an_error_naming_it(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("text,sentiment,slow_response\n好,positive,0\n坏,negative,1,extra\n", encoding="utf-8")
-    with pytest.raises(DataValidationError, match="line 3"):
+    with pytest.raises(DataValidationError, match="row 3"):
         load_labeled(path)

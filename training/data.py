@@ -123,7 +123,7 @@ def read_rows(path: Path, text_field: str | None = None) -> list[dict]:
     try:
         reader = open_reader(Path(path), text_field, strict=True)
         try:
-            return [row for row, _ in reader.rows()]
+            return [row for row, _, _ in reader.rows()]
         finally:
             reader.close()
     except InputFileError as exc:

@@ -56,7 +56,7 @@ OUTPUT_ENCODINGS = ("utf-8", "utf-8-sig")
 @dataclass
 class TagFileOptions:
     text_field: str = "text"  # column / JSON field holding the comment
-    id_field: str = "id"  # copied to JSONL output's "id"; the row number (from 0) where a row has none
+    id_field: str = "id"  # copied to JSONL output's "id"; where a row has none, the row the user sees (spreadsheet row, JSONL line)
     keep_columns: tuple[str, ...] | None = None  # input columns copied to the output; None keeps all (text and id always kept)
     overwrite: bool = False  # replace an existing output file
     workers: int = 1  # processes running the model; 1 tags in this process, more need a model directory
@@ -76,7 +76,7 @@ class TagFileResult:
     encoding: str | None  # how a text input was decoded, e.g. "GB18030"; None for XLSX/Parquet
     replaced_bytes: int  # undecodable input bytes shown as U+FFFD (their rows are marked)
     problems: dict[str, int] = field(default_factory=dict)  # rows per kind of note ("malformed row", "empty text", ...)
-    problem_rows: dict[str, list[int]] = field(default_factory=dict)  # first few row numbers (from 0) per kind
+    problem_rows: dict[str, list[int]] = field(default_factory=dict)  # first few rows per kind, as the user sees them (spreadsheet row, header = 1; JSONL line)
     seconds: float = 0.0
 
 
@@ -101,9 +101,9 @@ def text_for_model(value: Any) -> tuple[str | None, list[str]]:
 @dataclass
 class Chunk:
     index: int  # chunk number from 0; chunk i holds rows [i * chunk_rows, (i + 1) * chunk_rows)
-    first_row: int  # row number of the first row: ids of rows without an id column
     rows: list[dict]
     notes: list[list[str]]  # per row, what the reader found wrong
+    numbers: list[int]  # per row, the row the user sees (spreadsheet row, header = 1; JSONL line)
 
 
 @dataclass
@@ -139,7 +139,7 @@ class ChunkTagger:
         problems: dict[str, list[int]] = {}
         for offset, (row_notes, prediction) in enumerate(zip(notes, predictions, strict=True)):
             for note in [*row_notes, *prediction.notes]:
-                problems.setdefault(note_kind(note), []).append(chunk.first_row + offset)
+                problems.setdefault(note_kind(note), []).append(chunk.numbers[offset])
         if plan.fmt == "jsonl":
             payload = self._jsonl(chunk, predictions, notes)
         elif plan.fmt in TEXT_FORMATS:
@@ -152,7 +152,7 @@ class ChunkTagger:
         plan = self.plan
         lines = []
         for offset, (row, prediction, row_notes) in enumerate(zip(chunk.rows, predictions, notes)):
-            record = {"id": row.get(plan.id_field, chunk.first_row + offset)}
+            record = {"id": row.get(plan.id_field, chunk.numbers[offset])}
             for key in row if plan.carry_all else (c for c in plan.carried if c in row):
                 if key == plan.id_field == "id":
                     continue
@@ -223,19 +223,21 @@ def _tagged_chunks(chunks: Iterator[Chunk], model: TagClassifier, model_dir: Pat
             raise
 
 
-def _chunks(rows: Iterator[tuple[dict, list[str]]], size: int, first_index: int, first_row: int) -> Iterator[Chunk]:
-    index, row_number = first_index, first_row
+def _chunks(rows: Iterator[tuple[dict, list[str], int]], size: int, first_index: int) -> Iterator[Chunk]:
+    index = first_index
     batch: list[dict] = []
     notes: list[list[str]] = []
-    for row, row_notes in rows:
+    numbers: list[int] = []
+    for row, row_notes, number in rows:
         batch.append(row)
         notes.append(row_notes)
+        numbers.append(number)
         if len(batch) == size:
-            yield Chunk(index, row_number, batch, notes)
-            index, row_number = index + 1, row_number + size
-            batch, notes = [], []
+            yield Chunk(index, batch, notes, numbers)
+            index += 1
+            batch, notes, numbers = [], [], []
     if batch:
-        yield Chunk(index, row_number, batch, notes)
+        yield Chunk(index, batch, notes, numbers)
 
 
 # The plan: which columns go out, checked before anything is written.
@@ -382,7 +384,7 @@ def tag_file(
         else:
             sink = PartsSink(run)
         rows = _skip(reader.rows(), resumed_rows)
-        chunks = _chunks(rows, options.chunk_rows, run.state["chunks_done"], resumed_rows)
+        chunks = _chunks(rows, options.chunk_rows, run.state["chunks_done"])
         bar = _ProgressBar(options.progress, f"tagging {source.name}", reader.progress_total, resumed_rows)
         try:
             for result in _tagged_chunks(chunks, loaded, model_dir, plan, options.workers):
@@ -440,7 +442,7 @@ def tag_stream(
         plan = _plan(reader, loaded, out_fmt, options)
         if out_fmt != "jsonl":
             csv.writer(out, delimiter=plan.delimiter).writerow(plan.header())
-        for result in _tagged_chunks(_chunks(reader.rows(), options.chunk_rows, 0, 0), loaded, model_dir, plan, options.workers):
+        for result in _tagged_chunks(_chunks(reader.rows(), options.chunk_rows, 0), loaded, model_dir, plan, options.workers):
             out.write(result.payload.decode("utf-8"))
             written += result.rows
     finally:
