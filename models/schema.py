@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["DEFAULT_TAXONOMY", "OTHER_ZH", "SENTIMENTS", "TagSpec", "Taxonomy", "TaxonomyError", "UnknownLabelError"]
+__all__ = ["DEFAULT_TAXONOMY", "OTHER_ZH", "SENTIMENTS", "TagSpec", "Taxonomy", "TaxonomyError", "UnknownLabelError", "sentiment_name"]
 
 TAXONOMY_FORMAT_VERSION = 1
 
@@ -28,6 +28,14 @@ class UnknownLabelError(TaxonomyError):
 
 SENTIMENTS: tuple[str, ...] = ("negative", "neutral", "positive")
 SENTIMENT_ZH = {"negative": "负面", "neutral": "中性", "positive": "正面"}
+_SENTIMENT_NAMES = {**{s: s for s in SENTIMENTS}, **{zh: s for s, zh in SENTIMENT_ZH.items()}}
+
+
+def sentiment_name(value: object) -> str | None:
+    """A sentiment given by its machine or Chinese name (负面/中性/正面) as its machine name; None if neither."""
+    return _SENTIMENT_NAMES.get(value) if isinstance(value, str) else None
+
+
 # Reports list comments without any tag under this name.
 OTHER_ZH = "其他"
 
@@ -81,13 +89,16 @@ class Taxonomy:
         raise KeyError(f"unknown tag {name!r}; known: {list(self.names)}")
 
     def label_name(self, name: str) -> str | None:
-        """The tag a label name counts for: itself, its new name, or None when retired.
+        """The tag a label name counts for: itself, its Chinese name's tag, its new name, or None when retired.
 
         Raises UnknownLabelError for anything else, so a taxonomy that drops a tag still
         present in the labels fails before training instead of silently losing the labels.
         """
         if name in self.names:
             return name
+        by_zh = {t.zh: t.name for t in self.tags}
+        if name in by_zh:
+            return by_zh[name]
         renamed = dict(self.renamed)
         if name in renamed:
             return renamed[name]
@@ -99,7 +110,7 @@ class Taxonomy:
         )
 
     def is_label_name(self, name: str) -> bool:
-        return name in self.names or name in dict(self.renamed) or name in self.retired
+        return name in self.names or name in {t.zh for t in self.tags} or name in dict(self.renamed) or name in self.retired
 
     def to_list(self) -> list[dict]:
         return [asdict(t) for t in self.tags]

@@ -318,3 +318,40 @@ def test_docs_page_loads_swagger_ui_from_the_package_not_a_cdn(api):
     for name in scripts:
         asset = client.get(f"/static-offline-docs/{name}")
         assert asset.status_code == 200 and len(asset.content) > 10_000
+
+
+def test_compressed_bodies_are_refused_naming_the_encoding(api):
+    import gzip
+
+    body = gzip.compress(json.dumps({"comments": [{"text": "等了很久"}]}).encode())
+    response = api().post("/v1/tag", content=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert response.status_code == 415 and "'gzip'" in response.json()["detail"]
+
+
+def test_deeply_nested_json_gets_a_message_that_says_so(api):
+    deep = '{"comments":' + "[" * 5000 + "]" * 5000 + "}"
+    response = api().post("/v1/tag", content=deep, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and "nested too deeply" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "content, status",
+    [(b"{bad json", 400), (b'{"comments": [{"text": "\\xff"}]}'.replace(b"\\xff", b"\xff"), 400), (b"x" * (9 * 1024 * 1024), 413)],
+)
+def test_400_and_413_bodies_have_the_shape_of_every_error(api, content, status):
+    response = api().post("/v1/tag", content=content, headers={"Content-Type": "application/json"})
+    assert response.status_code == status
+    payload = response.json()
+    assert set(payload) == {"detail", "errors"} and len(payload["errors"]) == 1
+    assert set(payload["errors"][0]) == {"loc", "msg", "type"}
+
+
+def test_feedback_accepts_chinese_tag_and_sentiment_names(api, tmp_path):
+    client = api()
+    response = client.post("/v1/feedback", json={"text": "等了一个小时没人理", "tags": ["响应缓慢", "attitude"], "sentiment": "负面"})
+    assert response.status_code == 201, response.text
+    from kesheng.stores.feedback import FeedbackStore
+
+    with FeedbackStore(tmp_path / "feedback.sqlite3") as store:
+        (record,) = list(store.records())
+    assert record.tags == ("slow_response", "attitude") and record.sentiment == "negative"

@@ -109,7 +109,8 @@ def test_corrupt_model_is_a_clear_error(model_dir, tmp_path):
     assert result.exit_code == 2 and "corrupt JSON" in result.output
 
 
-def test_train_and_evaluate_commands(tmp_path):
+def test_train_and_evaluate_commands(tmp_path, caplog):
+    caplog.set_level("INFO", logger="kesheng.training.train")
     rows = []
     for i in range(30):
         rows.append(labeled(f"等了{i + 20}分钟还没送到", ["slow_response"], id=f"s{i}"))
@@ -120,6 +121,9 @@ def test_train_and_evaluate_commands(tmp_path):
     result = run("train", "--data", data, "--output", out)
     assert result.exit_code == 0, result.output
     assert "macro-F1" in result.output and (out / "weights.safetensors").exists()
+    # Each stage says what it is doing, so minutes of training are not minutes of silence.
+    stages = [line for line in caplog.messages if line.startswith("stage ")]
+    assert [line.split(":")[0] for line in stages] == [f"stage {i}/6" for i in range(1, 7)]
     metrics = tmp_path / "metrics.json"
     result = run("evaluate", "--model", out, "--data", data, "--output", metrics)
     assert result.exit_code == 0, result.output

@@ -136,3 +136,13 @@ def test_a_malformed_labeled_row_is_an_error_naming_it(tmp_path):
     path.write_text("text,sentiment,slow_response\n好,positive,0\n坏,negative,1,extra\n", encoding="utf-8")
     with pytest.raises(DataValidationError, match="row 3"):
         load_labeled(path)
+
+
+def test_chinese_tag_and_sentiment_names_are_read_as_label_studio_imports_are(tmp_path):
+    rows = [{"text": "等了一个小时没人理", "tags": ["响应缓慢", "服务态度"], "sentiment": "负面"}, {"text": "很满意", "tags": [], "sentiment": "正面"}]
+    data = load_labeled(write_jsonl(tmp_path / "zh.jsonl", rows))
+    assert data.tags.tolist() == [[1, 0, 1, 0], [0, 0, 0, 0]] and data.sentiments == ["negative", "positive"]
+    columns = tmp_path / "zh.csv"
+    columns.write_text("text,sentiment,响应缓慢,信息不透明\n等了很久,中性,1,0\n", encoding="utf-8")
+    data = load_labeled(columns)
+    assert data.tags[0, 0] == 1 and data.tags[0, 3] == 0 and data.sentiments == ["neutral"]

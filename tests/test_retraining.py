@@ -297,7 +297,11 @@ class TestCompareAndPromote:
             predicted_a = [name in p.tags for p in model.predict(data.texts)]
             predicted_b = [name in p.tags for p in load_model(weaker).predict(data.texts)]
             assert entry["disagreements"] == sum(x != y for x, y in zip(predicted_a, predicted_b))
-        assert "macro-F1 (common)" in format_comparison(result)
+        text = format_comparison(result)
+        assert "macro-F1 (common)" in text
+        # Thresholds beside the scores: a tag's F1 moves with its threshold.
+        weaker_model = load_model(weaker)
+        assert f"{model.thresholds_['opacity']:.2f}/{weaker_model.thresholds_['opacity']:.2f}" in text
 
     def test_promote_makes_tag_and_serve_use_the_model(self, model_dir, tmp_path, monkeypatch):
         monkeypatch.delenv("KESHENG_MODEL", raising=False)

@@ -108,7 +108,10 @@ def compare_models(
 
 
 def _describe(model: TagClassifier) -> dict:
-    return {"version": model.meta_.get("model_version"), "type": model.model_type, "tags": list(model.taxonomy_.names)}
+    return {
+        "version": model.meta_.get("model_version"), "type": model.model_type, "tags": list(model.taxonomy_.names),
+        "thresholds": dict(model.thresholds_),
+    }
 
 
 def _macro(common: list[str], data: LabeledSet, tagged_a: dict, tagged_b: dict, resample: np.ndarray) -> dict:
@@ -174,11 +177,12 @@ def format_comparison(result: dict, show_examples: bool = True) -> str:
         f"B: {b['version']} ({b['type']})",
         f"{result['n']} labeled comments; F1 with 95% bootstrap intervals; * = the interval of B-A excludes 0",
         "",
-        f"{'tag':<18}{'labeled':>8}  {'A':>21}  {'B':>21}  {'B-A':>24}  {'disagree (A right / B right)':>10}",
+        f"{'tag':<18}{'labeled':>8}  {'A':>21}  {'B':>21}  {'B-A':>24}  {'threshold A/B':>13}  {'disagree (A right / B right)':>10}",
     ]
     for name, e in result["tags"].items():
         disagree = f"{e['disagreements']} ({e['a_right']}/{e['b_right']})" if "disagreements" in e else ""
-        lines.append(f"{name:<18}{e['labeled']:>8}  {_cell(e.get('a'))}  {_cell(e.get('b'))}  {_diff(e.get('b_minus_a'))}  {disagree}")
+        thresholds = "/".join(f"{m['thresholds'][name]:.2f}" if name in m.get("thresholds", {}) else "-" for m in (a, b))
+        lines.append(f"{name:<18}{e['labeled']:>8}  {_cell(e.get('a'))}  {_cell(e.get('b'))}  {_diff(e.get('b_minus_a'))}  {thresholds:>13}  {disagree}")
     macro = result.get("macro_f1_common_tags")
     if macro:
         lines.append(f"{'macro-F1 (common)':<18}{macro['rows']:>8}  {_cell(macro['a'])}  {_cell(macro['b'])}  {_diff(macro['b_minus_a'])}")

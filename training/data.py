@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from kesheng.files.readers import InputFileError, open_reader
-from kesheng.models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
+from kesheng.models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy, sentiment_name
 from kesheng.nlp import normalize
 from kesheng.nlp.normalize import is_emoji
 from kesheng.training.config import ColumnMap
@@ -181,9 +181,11 @@ def load_labeled(
         sentiment = row.get(columns.sentiment) if has_sentiment else None
         if sentiment in (None, ""):
             sentiment = None
-        elif sentiment not in SENTIMENTS:
-            problems.add(f"sentiment not in {list(SENTIMENTS)} (empty = not labeled)", f"{where}: {sentiment!r}")
+        elif sentiment_name(sentiment) is None:
+            problems.add(f"sentiment not in {list(SENTIMENTS)} or their Chinese names (empty = not labeled)", f"{where}: {sentiment!r}")
             sentiment = None
+        else:
+            sentiment = sentiment_name(sentiment)
         sentiments.append(sentiment)
         if per_tag:
             for column, name in tag_columns.items():

@@ -16,14 +16,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from kesheng.models.schema import SENTIMENT_ZH, SENTIMENTS, Taxonomy, UnknownLabelError
+from kesheng.models.schema import SENTIMENTS, Taxonomy, UnknownLabelError, sentiment_name
 from kesheng.stores.feedback import FeedbackStore, FeedbackStoreError
 from kesheng.training.config import LabelSource
 from kesheng.training.data import DataValidationError, LabelConflict, LabeledSet, Problems, dedupe_key, load_labeled, merge_field
 
 __all__ = ["CollectedLabels", "collect_labels", "load_label_source", "merge_by_text"]
 
-_SENTIMENT_NAMES = {**{s: s for s in SENTIMENTS}, **{zh: s for s, zh in SENTIMENT_ZH.items()}}
 
 
 @dataclass
@@ -94,12 +93,10 @@ def _rows(groups: list[list[tuple[str, _Annotation]]], taxonomy: Taxonomy) -> tu
 
 def _tag_names(values: Iterable, taxonomy: Taxonomy, where: str, problems: Problems) -> dict[str, int] | None:
     """Chosen labels (machine or Chinese names, old names via `renamed`) -> every tag judged."""
-    by_zh = {t.zh: t.name for t in taxonomy.tags}
     judged = {name: 0 for name in taxonomy.names}
     for value in values:
-        label = by_zh.get(str(value), str(value))
         try:
-            name = taxonomy.label_name(label)
+            name = taxonomy.label_name(str(value))
         except UnknownLabelError:
             problems.add(f"label not in the taxonomy {list(taxonomy.names)} (Chinese names are accepted too)", f"{where}: {value!r}")
             return None
@@ -113,10 +110,10 @@ def _sentiment(value, where: str, problems: Problems) -> str | None:
         value = value[0] if len(value) == 1 else (None if not value else value)
     if value in (None, ""):
         return None
-    if value not in _SENTIMENT_NAMES:
-        problems.add(f"sentiment not in {list(_SENTIMENT_NAMES)}", f"{where}: {value!r}")
-        return None
-    return _SENTIMENT_NAMES[value]
+    name = sentiment_name(value)
+    if name is None:
+        problems.add(f"sentiment not in {list(SENTIMENTS)} or their Chinese names", f"{where}: {value!r}")
+    return name
 
 
 def _read_feedback(path: Path, source: LabelSource, taxonomy: Taxonomy, problems: Problems):

@@ -121,6 +121,7 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
     if output_dir is not None and Path(output_dir).exists() and not overwrite:
         raise FileExistsError(f"{output_dir} exists; choose another directory or allow overwrite")
     # Everything is read and checked against the taxonomy before any training starts.
+    log.info("stage 1/6: reading and checking the labels")
     taxonomy = config.load_taxonomy()
     parts = [load_labeled(path, config.columns, taxonomy) for path in config.train_files]
     # All label files by corpus id, joined by id, in their fixed train/dev/test splits.
@@ -157,7 +158,9 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
     held_out_ids = {i for name in ("dev", "test") if name in splits for i in splits[name].ids}
     held_out_ids |= {row["id"] for path in config.report_labels for row in read_label_file(path, taxonomy)}
     weak = _weak_rows(config, splits.get("train"), hand_labeled_ids, held_out_ids, taxonomy) if config.weak_rows else None
+    log.info("stage 2/6: fitting %s on %d comments (+%d weak), dev %d, test %d", config.model_type, len(fit_part), len(weak) if weak is not None else 0, len(dev), len(test))
     model = _fit(build_model(config, taxonomy), fit_part, weak, config.weak_weight, config, dev)
+    log.info("stage 3/6: tuning each tag's threshold on dev")
     dev_predictions = model.predict(dev.texts)
     thresholds = choose_thresholds(
         dev.tags, dev_predictions, taxonomy, config.min_positives_for_threshold, config.threshold_bounds
@@ -165,8 +168,10 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
     model.set_thresholds(thresholds)
     dev_metrics = evaluate_predictions(dev, model.predict(dev.texts))
     if config.refit_with_dev and model.refits_with_dev:
+        log.info("stage 4/6: refitting on train + dev")
         model = _fit(build_model(config, taxonomy), LabeledSet.concat([fit_part, dev]), weak, config.weak_weight, config)
         model.set_thresholds(thresholds)
+    log.info("stage 5/6: measuring on test%s", " and the report-only label files" if config.report_labels else "")
     test_predictions = model.predict(test.texts)
     test_metrics = evaluate_predictions(test, test_predictions, test.sources)
     test_metrics["warnings"] = [
@@ -198,5 +203,6 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
     seconds = time.perf_counter() - started
     model.meta_["training_seconds"] = round(seconds, 2)
     if output_dir is not None:
+        log.info("stage 6/6: saving %s", output_dir)
         model.save(output_dir, overwrite=overwrite)
     return TrainResult(model, metrics, seconds)

@@ -201,7 +201,11 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    return JSONResponse({"detail": str(exc.detail), "errors": []}, status_code=exc.status_code, headers=exc.headers)
+    detail = str(exc.detail)
+    if isinstance(exc.__cause__, RecursionError):
+        detail = "request body is JSON nested too deeply to parse; send a flat {\"comments\": [...]} object"
+    errors = [{"loc": "body", "msg": detail, "type": "body_invalid"}] if exc.status_code == 400 else []
+    return JSONResponse({"detail": detail, "errors": errors}, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -131,11 +131,17 @@ class RequestGuard:
             await send(message)
 
         try:
+            coding = headers.get(b"content-encoding", b"identity").decode("latin-1").strip().lower()
+            if coding not in ("", "identity"):
+                # Decompressing would let a small body expand without bound past the size limit.
+                detail = f"Content-Encoding {coding!r} is not accepted: send the JSON uncompressed (UTF-8)"
+                await _send_json(send_with_id, 415, _error(detail, "unsupported_content_encoding"))
+                return
             body, refusal = await self._read_body(headers, receive)
             if refusal is not None:
-                await _send_json(send_with_id, 413, {"detail": refusal, "errors": []})
+                await _send_json(send_with_id, 413, _error(refusal, "body_too_large"))
             elif body and (encoding_problem := _not_utf8(body)):
-                await _send_json(send_with_id, 400, {"detail": encoding_problem, "errors": []})
+                await _send_json(send_with_id, 400, _error(encoding_problem, "body_not_utf8"))
             elif body is not None:
                 await self.app(scope, _replay(body, receive), send_with_id)
         finally:
@@ -204,6 +210,11 @@ def _replay(body: bytes, receive):
         return await receive()
 
     return replay
+
+
+def _error(detail: str, kind: str) -> dict:
+    """The error body every route uses: a sentence, and the item list validation errors have."""
+    return {"detail": detail, "errors": [{"loc": "body", "msg": detail, "type": kind}]}
 
 
 async def _send_json(send, status: int, payload: dict) -> None:

@@ -69,12 +69,14 @@ def build_router(request_models: RequestModels) -> APIRouter:
     def feedback(body: FeedbackRequest, request: Request):
         """An agent's corrected labels for a comment; stored durably before the 201 is sent."""
         taxonomy = request.app.state.holder.model.taxonomy_
+        tags = []
         for i, name in enumerate(body.tags):
-            if name not in taxonomy.names:
-                message = f"unknown tag {name!r}; this model's tags: {list(taxonomy.names)}"
+            if name not in taxonomy.names and name not in {t.zh for t in taxonomy.tags}:
+                message = f"unknown tag {name!r}; this model's tags: {list(taxonomy.names)} (or their Chinese names)"
                 raise RequestValidationError([{"type": "value_error", "loc": ("body", "tags", i), "msg": message}])
+            tags.append(taxonomy.label_name(name))  # Chinese names are accepted, as in Label Studio imports
         record = request.app.state.store.append(
-            text=body.text, tags=body.tags, judged_tags=taxonomy.names, sentiment=body.sentiment,
+            text=body.text, tags=tags, judged_tags=taxonomy.names, sentiment=body.sentiment,
             comment_id=None if body.id is None else str(body.id), model_version=body.model_version,
             annotator=body.annotator, note=body.note,
         )

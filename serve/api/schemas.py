@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from kesheng.models.schema import sentiment_name
 from kesheng.serve.api.settings import Settings
 
 __all__ = [
@@ -50,6 +51,11 @@ FEEDBACK_EXAMPLE = {
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _sentiment_by_any_name(value):
+    # Agents may pick the Chinese name, as in Label Studio; anything else is left to fail validation.
+    return sentiment_name(value) or value
 
 
 def _no_lone_surrogates(value: str | None) -> str | None:
@@ -160,7 +166,9 @@ def build_request_models(settings: Settings) -> RequestModels:
 
         text: str = Field(min_length=1, max_length=settings.max_text_chars, description="The comment as written.")
         tags: list[str] = Field(max_length=64, description="Every tag that applies (machine names); [] means 其他.")
-        sentiment: Sentiment | None = Field(None, description="Corrected sentiment; omit if not judged.")
+        sentiment: Annotated[Sentiment | None, BeforeValidator(_sentiment_by_any_name)] = Field(
+            None, description="Corrected sentiment (negative/neutral/positive, or 负面/中性/正面); omit if not judged."
+        )
         annotator: str | None = Field(None, max_length=200, description="Who corrected it.")
         model_version: str | None = Field(None, max_length=200, description="The model whose output was corrected.")
         note: str | None = Field(None, max_length=2000)
