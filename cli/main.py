@@ -8,7 +8,7 @@ import typer
 
 from kesheng.cli import labels, registry, report, serve, tag, train
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="客声 kesheng: service-quality tags and sentiment for Chinese customer feedback.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="客声 kesheng: service-quality tags and sentiment for Chinese customer feedback.")
 
 app.command()(tag.tag)
 app.command()(report.report)

@@ -345,3 +345,19 @@ def test_rows_are_numbered_as_a_spreadsheet_shows_them(model, tmp_path):
     out = read_output(tmp_path / "out.csv", model.taxonomy_.names)
     assert result.problem_rows == {"empty text": [4], "malformed row": [5]}
     assert "row 5 has 3 fields" in out[2]["notes"]
+
+
+def test_progress_bar_fits_80_columns_whole():
+    import io
+
+    from rich.console import Console
+
+    from kesheng.serve.batch.tagging import _ProgressBar
+
+    screen = io.StringIO()
+    bar = _ProgressBar(True, "tagging a_rather_long_survey_export_name.csv", 1_000_000, 0, console=Console(file=screen, width=80, force_terminal=True))
+    bar.update(123_456, 250_000)
+    bar.close()
+    last = [line for line in screen.getvalue().replace("\r", "\n").splitlines() if "ETA" in line][-1]
+    plain = __import__("re").sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", last)
+    assert len(plain.rstrip()) <= 80 and "123,456 rows" in plain and "ETA" in plain and "..." not in plain

@@ -145,3 +145,15 @@ def test_console_script_entry_point(model_dir):
     done = subprocess.run([script, "tag", "--model", str(model_dir), "退款申请一周了还没处理"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["id"] == 0
+
+
+def test_help_is_whole_at_80_columns():
+    from typer.testing import CliRunner
+
+    from kesheng.cli.main import app
+
+    result = CliRunner().invoke(app, ["tag", "--help"], terminal_width=80, env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    assert "kesheng[distributed]" in result.output  # not swallowed as markup
+    assert "<bool>" not in result.output and "…" not in result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80

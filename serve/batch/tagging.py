@@ -288,29 +288,32 @@ def _resolve_model(model: TagClassifier | str | os.PathLike | None, workers: int
 
 
 class _ProgressBar:
-    """rows, rows/s and ETA on stderr; the ETA comes from the share of the file consumed."""
+    """rows, rows/s and ETA on stderr; the ETA comes from the share of the file consumed.
 
-    def __init__(self, enabled: bool, label: str, total: int | None, rows_before: int):
+    Sized to fit 80 columns whole (a cut-off "0:00:... ETA -:--:..." says nothing).
+    """
+
+    def __init__(self, enabled: bool, label: str, total: int | None, rows_before: int, console=None):
         self.enabled = enabled
         self.rows_before = rows_before
         self.started = time.perf_counter()
         if not enabled:
             return
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=12),
             TaskProgressColumn(),
-            TextColumn("{task.fields[rows]:>12,} rows  {task.fields[rate]:>8,.0f} rows/s"),
-            TimeElapsedColumn(),
+            TextColumn("{task.fields[rows]:>10,} rows {task.fields[rate]:>6,.0f} rows/s"),
             TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
+            TimeRemainingColumn(compact=True),
+            console=console if console is not None else Console(stderr=True),
             transient=False,
         )
-        self.task = self.progress.add_task(label, total=total, rows=rows_before, rate=0.0)
+        short = label if len(label) <= 18 else label[:17] + "…"
+        self.task = self.progress.add_task(short, total=total, rows=rows_before, rate=0.0)
         self.progress.start()
 
     def update(self, rows_done: int, units_done: int) -> None:
