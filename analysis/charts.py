@@ -142,8 +142,12 @@ def _sentiment(data: "ReportData", missing: set[str]) -> Chart:
     return _save(figure, "情感分布", missing)
 
 
-def _heatmap(matrix: np.ndarray, rows: list[str], columns: list[str], title: str, missing: set[str], fmt: str, colorbar_label: str | None) -> Chart:
-    """Annotated heatmap; without a colorbar label, colors compare rows within each column."""
+def _heatmap(
+    matrix: np.ndarray, rows: list[str], columns: list[str], title: str, missing: set[str], fmt: str, colorbar_label: str | None,
+    muted: np.ndarray | None = None,
+) -> Chart:
+    """Annotated heatmap; without a colorbar label, colors compare rows within each column.
+    `muted` rows (too few comments to compare) are left uncolored, their numbers grey."""
     figure, axes = _figure(max(5.5, 1.1 * len(columns) + 2.5), max(3.0, 0.45 * len(rows) + 1.6))
     if colorbar_label is None:
         # Negative sentiment runs near 50% while tags run near 5%: one scale would hide the tags.
@@ -151,6 +155,8 @@ def _heatmap(matrix: np.ndarray, rows: list[str], columns: list[str], title: str
         colors = matrix / np.where(peaks > 0, peaks, 1)
     else:
         colors = matrix
+    if muted is not None and muted.any():
+        colors = np.where(muted[:, None], 0.0, colors)
     image = axes.imshow(colors, cmap="Reds", aspect="auto", vmin=0)
     axes.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
     axes.set_yticks(range(len(rows)), rows)
@@ -158,7 +164,8 @@ def _heatmap(matrix: np.ndarray, rows: list[str], columns: list[str], title: str
     for i in range(len(rows)):
         for j in range(len(columns)):
             dark = high and colors[i, j] > high * 0.6
-            axes.text(j, i, format(matrix[i, j], fmt), ha="center", va="center", fontsize=8, color="white" if dark else "black")
+            color = "#9a9a9a" if muted is not None and muted[i] else ("white" if dark else "black")
+            axes.text(j, i, format(matrix[i, j], fmt), ha="center", va="center", fontsize=8, color=color)
     if colorbar_label is not None:
         figure.colorbar(image, ax=axes, label=colorbar_label, shrink=0.8)
     axes.set_title(title)
@@ -169,11 +176,13 @@ def _heatmap(matrix: np.ndarray, rows: list[str], columns: list[str], title: str
 def _trend(data: "ReportData", missing: set[str]) -> Chart:
     table = data.trend
     figure, axes = _figure(8, 4)
-    periods = [str(p) for p in table.index]
+    periods = [str(p).split("/")[0] for p in table.index]  # a week "2026-08-31/2026-09-06" is named by its first day
     x = np.arange(len(periods))
     volume = axes.twinx()
-    volume.bar(x, table["n"], color="#ecf0f1", zorder=0)
+    bars = volume.bar(x, table["n"], color="#dfe6e9", zorder=0, label="评论数 (右轴)")
     volume.set_ylabel("评论数")
+    # Bars use the lower part of the plot so that the share lines above them stay readable.
+    volume.set_ylim(0, max(float(table["n"].max()), 1.0) * 2.2)
     axes.set_zorder(volume.get_zorder() + 1)
     axes.patch.set_visible(False)
     denominator = table["n"].where(table["n"] > 0, 1)
@@ -182,9 +191,12 @@ def _trend(data: "ReportData", missing: set[str]) -> Chart:
     axes.plot(x, table["negative"] / denominator * 100, linestyle="--", color="#555", label="负面情感")
     axes.set_xticks(x, periods, rotation=30 if len(periods) > 6 else 0, ha="right" if len(periods) > 6 else "center")
     axes.set_ylabel("占比 (%)")
-    axes.set_title(f"问题占比趋势 (按 {data.date_column})")
-    axes.set_ylim(bottom=0)
-    axes.legend(fontsize=8, ncol=min(len(data.tags) + 1, 6), loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    axes.set_title(f"问题占比趋势 (按 {data.date_column})", pad=34)
+    lines, names = axes.get_legend_handles_labels()
+    top = max([line.get_ydata().max() for line in axes.get_lines()] + [1.0])
+    axes.set_ylim(0, top * 1.15)
+    # Above the plot: below it the legend would collide with rotated period labels.
+    axes.legend(lines + [bars], names + [bars.get_label()], fontsize=8, ncol=min(len(data.tags) + 2, 7), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     return _save(figure, "问题占比趋势", missing)
 
 
@@ -197,8 +209,12 @@ def render_charts(data: "ReportData") -> tuple[dict[str, Chart], list[str]]:
     for column, table in data.groups.items():
         denominator = table["n"].where(table["n"] > 0, 1).to_numpy()[:, None]
         shares = table[list(data.tags) + ["negative"]].to_numpy() / denominator * 100
+        counts = table["n"].to_numpy()
+        muted = counts < data.min_group_rows
+        note = f"; 灰色: 不足 {data.min_group_rows} 条" if muted.any() else ""
         charts[f"group_{column}"] = _heatmap(
-            shares, [str(i) for i in table.index], labels + ["负面情感"], f"按 {column} 分组的问题占比 (%, 颜色按列比较)", missing, ".1f", None
+            shares, [f"{i} (n={int(n):,})" for i, n in zip(table.index, counts)], labels + ["负面情感"],
+            f"按 {column} 分组的问题占比 (%, 颜色按列比较{note})", missing, ".1f", None, muted,
         )
     if data.trend is not None and len(data.trend):
         charts["trend"] = _trend(data, missing)

@@ -51,6 +51,7 @@ class ReportOptions:
     period: str = "M"  # trend period: M month, W week, D day, Q quarter
     examples: int = 3  # representative comments per tag
     max_groups: int = 12  # groups shown per grouping column; the smaller ones are merged
+    min_group_rows: int = 30  # groups with fewer comments are greyed out: their shares are too noisy to compare
     title: str = "客户反馈服务问题分析报告"
     tag_names_zh: dict[str, str] = field(default_factory=dict)  # tag -> Chinese name; by default from the taxonomy of the model version the file records
     encoding: str | None = None  # CSV/TSV input encoding; None detects as `kesheng tag` does
@@ -133,6 +134,7 @@ class ReportData:
     examples: dict[str, list[dict]] = field(default_factory=dict)
     scenarios: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # tag -> frequent evidence phrases
     model_versions: Counter = field(default_factory=Counter)  # model version -> rows it tagged ("" = not recorded)
+    min_group_rows: int = 30  # groups with fewer comments are greyed out in the group charts
 
     def share(self, count: int | float) -> float:
         return count / self.scored if self.scored else 0.0
@@ -202,6 +204,7 @@ class _Aggregator:
             sentiment={s: 0 for s in SENTIMENTS},
             sentiment_by_tag={t: {s: 0 for s in SENTIMENTS} for t in tags},
             date_column=options.date_column,
+            min_group_rows=options.min_group_rows,
         )
         self.scenario_counts = {t: Counter() for t in tags}
         return data
@@ -269,17 +272,18 @@ class _Aggregator:
             if evidence is not None:
                 for raw in evidence[positive]:
                     self.scenario_counts[tag].update(_evidence_phrases(raw, tag))
+            # Internal column names cannot clash with a grouping column named "score" or "text".
             rows = pd.DataFrame(
                 {
-                    "text": text[positive],
-                    "score": pd.to_numeric(frame.loc[positive, f"{tag}_score"], errors="coerce").fillna(0.0),
-                    "evidence": evidence[positive] if evidence is not None else "[]",
+                    "_text": text[positive],
+                    "_score": pd.to_numeric(frame.loc[positive, f"{tag}_score"], errors="coerce").fillna(0.0),
+                    "_evidence": evidence[positive] if evidence is not None else "[]",
                 }
             )
             for column in self.options.group_by:
-                rows[column] = frame.loc[positive, column].astype(str)
+                rows[f"group:{column}"] = frame.loc[positive, column].astype(str)
             pool = pd.concat([self.candidates.get(tag), rows]) if tag in self.candidates else rows
-            pool = pool.drop_duplicates("text").nlargest(keep, "score")
+            pool = pool.drop_duplicates("_text").nlargest(keep, "_score")
             self.candidates[tag] = pool
 
     def finish(self, carried_names: dict[str, str] | None = None) -> ReportData:
@@ -318,22 +322,29 @@ def _evidence_phrases(raw, tag: str) -> set[str]:
 
 def _representative(pool: pd.DataFrame, data: ReportData, count: int) -> list[dict]:
     """Clear, typical comments: highest score first, but neither fragments nor essays."""
-    lengths = pool["text"].str.len()
+    lengths = pool["_text"].str.len()
     tier = np.where((lengths >= 8) & (lengths <= 80), 0, np.where((lengths >= 6) & (lengths <= 150), 1, 2))
-    ordered = pool.assign(_tier=tier).sort_values(["_tier", "score"], ascending=[True, False], kind="stable")
+    ordered = pool.assign(_tier=tier).sort_values(["_tier", "_score"], ascending=[True, False], kind="stable")
     chosen = []
     for _, row in ordered.head(count).iterrows():
-        chosen.append({"text": row["text"], "score": float(row["score"]), "evidence": row["evidence"], **{c: row[c] for c in data.groups if c in row}})
+        groups = {c: row[f"group:{c}"] for c in data.groups if f"group:{c}" in row}
+        chosen.append({"text": row["_text"], "score": float(row["_score"]), "evidence": row["_evidence"], "groups": groups})
     return chosen
 
 
 def _top_groups(table: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """The largest groups (the rest merged into one row); numeric groups (scores, years) in order
+    of their value, others by size."""
     table = table.sort_values("n", ascending=False)
-    if len(table) <= limit:
-        return table
-    head, rest = table.iloc[: limit - 1], table.iloc[limit - 1 :]
-    merged = rest.sum().to_frame(f"其余 {len(rest)} 组").T
-    return pd.concat([head, merged])
+    if len(table) > limit:
+        head, rest = table.iloc[: limit - 1], table.iloc[limit - 1 :]
+        table = pd.concat([head, rest.sum().to_frame(f"其余 {len(rest)} 组").T])
+    values = pd.to_numeric(pd.Series(table.index, index=table.index), errors="coerce")
+    numeric = values.notna() | (table.index == EMPTY_GROUP) | pd.Series(table.index, index=table.index).astype(str).str.startswith("其余 ")
+    if values.notna().sum() >= 2 and numeric.all():
+        order = values.fillna(np.inf).sort_values(kind="stable").index
+        table = table.loc[order]
+    return table
 
 
 def build_report(path: str | os.PathLike, options: ReportOptions = ReportOptions()) -> ReportData:
@@ -481,7 +492,7 @@ ol.ex{margin:0;padding-left:1.3em}
 def _examples_html(data: ReportData, tag: str) -> str:
     items = []
     for example in data.examples.get(tag, []):
-        context = " · ".join(f"{c}: {example[c]}" for c in data.groups if c in example)
+        context = " · ".join(f"{c}: {v}" for c, v in example.get("groups", {}).items())
         items.append(
             f'<li class="example">{_highlight(example["text"], example["evidence"], tag)}'
             f' <span class="note">(概率 {example["score"]:.2f}{"; " + html.escape(context) if context else ""})</span></li>'

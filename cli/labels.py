@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from kesheng.cli.options import MODEL_OPTION, fail, load
+from kesheng.cli.options import count as plural
 
 
 def suggest(
@@ -41,7 +42,7 @@ def suggest(
     picked = pick(model, texts, n, already_labeled=[t for t in known if isinstance(t, str)])
     records = suggestion_records(picked, rows, texts, id_column)
     write_suggestions(records, output, str(model.meta_.get("model_version")), model.taxonomy_)
-    typer.echo(f"{len(records)} comments to label -> {output} (from {len(rows)} rows)", err=True)
+    typer.echo(f"{plural(len(records), 'comment')} to label -> {output} (from {plural(len(rows), 'row')})", err=True)
     if output.suffix.lower() == ".json":
         typer.echo(f"Label Studio labeling config for these tasks -> {label_studio_config_path(output)}", err=True)
 

@@ -27,6 +27,11 @@ def load(model_dir: Optional[Path]):
         fail(str(exc))
 
 
+def count(n: int, noun: str) -> str:
+    """"1 row", "2 rows", "1,234 rows"."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def split_commas(values: Optional[list[str]]) -> Optional[tuple[str, ...]]:
     """`--keep a,b --keep c` -> ("a", "b", "c"); None when the option was not given."""
     if not values:

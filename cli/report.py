@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from kesheng.cli.options import count as plural
 from kesheng.cli.options import fail
 
 
@@ -41,6 +42,10 @@ def report(
             if target.exists() and not overwrite:
                 fail(f"{target} exists; pass --overwrite to replace it")
         data = build_report(input, options)
+        if date_column and (data.trend is None or not len(data.trend)):
+            fail(f"--date-column {date_column!r}: no value of it parses as a date in {data.scored:,} comments; choose the column with dates")
+        if date_column and data.unparsed_dates:
+            typer.echo(f"warning: {plural(data.unparsed_dates, 'comment')} whose {date_column!r} does not parse as a date are left out of the trend", err=True)
         written = write_report(data, output, title=title, overwrite=overwrite)
     except ReportError as exc:
         fail(str(exc))
@@ -53,6 +58,6 @@ def report(
         typer.echo("note: the file records no model version (tagged by an older kesheng); Chinese tag names come from the bundled taxonomy", err=True)
     if written.missing_glyphs:
         typer.echo(f"warning: the chart font lacks {''.join(written.missing_glyphs)!r}; those characters show as boxes", err=True)
-    typer.echo(f"report on {data.rows:,} rows ({data.scored:,} with text) -> {', '.join(str(o) for o in output)}", err=True)
+    typer.echo(f"report on {plural(data.rows, 'row')} ({data.scored:,} with text) -> {', '.join(str(o) for o in output)}", err=True)
 
 

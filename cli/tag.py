@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from kesheng.cli.options import MODEL_OPTION, fail, load, split_commas
+from kesheng.cli.options import count as plural
 
 
 def tag(
@@ -84,9 +85,9 @@ def tag(
         typer.echo(f"resumed an interrupted run: {result.resumed_rows:,} rows were already tagged", err=True)
     for kind, count in sorted(result.problems.items()):
         rows = ", ".join(map(str, result.problem_rows.get(kind, [])[:5]))
-        typer.echo(f"{count:,} rows with {kind!r} kept and marked in notes (rows {rows}{', ...' if count > 5 else ''})", err=True)
+        typer.echo(f"{plural(count, 'row')} with {kind!r} kept and marked in notes ({'row' if count == 1 else 'rows'} {rows}{', ...' if count > 5 else ''})", err=True)
     rate = (result.rows - result.resumed_rows) / result.seconds if result.seconds else 0.0
-    typer.echo(f"tagged {result.rows} rows -> {output} ({result.seconds:.1f}s, {rate:,.0f} rows/s)", err=True)
+    typer.echo(f"tagged {plural(result.rows, 'row')} -> {output} ({result.seconds:.1f}s, {rate:,.0f} rows/s)", err=True)
 
 
 def _tag_with_ray(input: Path, output: Optional[Path], options, model_dir: Optional[Path], address: Optional[str]) -> None:
@@ -102,6 +103,6 @@ def _tag_with_ray(input: Path, output: Optional[Path], options, model_dir: Optio
         count = tag_with_ray(input, output, DistributedOptions.from_tag_options(options, model_dir=model_dir, address=address))
     except InputFileError as exc:
         fail(str(exc))
-    typer.echo(f"tagged {count} rows -> {output}/", err=True)
+    typer.echo(f"tagged {plural(count, 'row')} -> {output}/", err=True)
 
 

@@ -88,7 +88,7 @@ def test_broken_jsonl_line_is_kept_and_marked_by_default(model_dir, tmp_path):
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["id"] for r in rows] == [1, 2, 3]  # rows without an id get their line, as every message names them
     assert "line 2 is not valid JSON" in rows[1]["notes"][0] and '{"text": ' in rows[1]["notes"][0]
-    assert "1 rows with 'malformed row' kept and marked" in result.output
+    assert "1 row with 'malformed row' kept and marked in notes (row 2)" in result.output
 
 
 def test_gb18030_input_is_detected_and_named(model_dir, tmp_path):

@@ -216,3 +216,26 @@ def test_parquet_and_xlsx_carry_the_chinese_tag_names_of_the_tagging_model(tmp_p
     tag_file(model, source, tagged)
     report = build_report(tagged, ReportOptions(text_column="text"))
     assert report.label("billing") == "费用争议"
+
+
+def test_date_column_that_is_not_a_date_is_an_error_and_partly_a_warning(tagged_csv, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["report", "-i", str(tagged_csv), "-o", str(tmp_path / "r.md"), "--date-column", "channel"])
+    assert result.exit_code == 2 and "no value of it parses as a date" in result.output
+    assert not (tmp_path / "r.md").exists()  # nothing written half-way
+    result = runner.invoke(app, ["report", "-i", str(tagged_csv), "-o", str(tmp_path / "r.md"), "--date-column", "date"])
+    assert result.exit_code == 0 and "1 comment whose 'date' does not parse as a date" in result.output
+
+
+def test_numeric_groups_in_order_of_value_and_a_group_named_score(tmp_path):
+    rows = [dict(ROWS[i % 4], id=f"r{i}", score=str(s)) for i, s in enumerate([10, 9, 2, 10, 1, 9, 10, 3])]
+    source = write_rows(tmp_path / "scored.csv", rows)
+    data = build_report(source, ReportOptions(text_column="text", group_by=("score",)))
+    assert [str(k) for k in data.groups["score"].index] == ["1", "2", "3", "9", "10"]  # not 10 (n=3) first
+    write_report(data, [tmp_path / "r.html"])  # examples keep their group values apart from the internal score
+
+
+def test_one_row_is_singular(tagged_csv, tmp_path):
+    one = write_rows(tmp_path / "one.csv", [ROWS[0]])
+    result = CliRunner().invoke(app, ["report", "-i", str(one), "-o", str(tmp_path / "r.md"), "--text-column", "text"])
+    assert result.exit_code == 0 and "report on 1 row (1 with text)" in result.output
