@@ -50,6 +50,16 @@ class Chart:
     svg: bytes
 
 
+def cjk_font_file() -> Path | None:
+    """The Noto Sans CJK SC file the `report` extra ships (SIL Open Font License), if installed."""
+    try:
+        import mplfonts
+    except ImportError:
+        return None
+    candidate = Path(mplfonts.__file__).parent / "fonts" / "NotoSansCJKsc-Regular.otf"
+    return candidate if candidate.is_file() else None
+
+
 def cjk_font_name() -> str:
     """Register and return the CJK font used for every chart (once per process)."""
     global _font_name
@@ -57,14 +67,7 @@ def cjk_font_name() -> str:
         return _font_name
     from matplotlib import font_manager
 
-    bundled = None
-    try:
-        import mplfonts
-
-        candidate = Path(mplfonts.__file__).parent / "fonts" / "NotoSansCJKsc-Regular.otf"
-        bundled = candidate if candidate.is_file() else None
-    except ImportError:
-        pass
+    bundled = cjk_font_file()
     if bundled is not None:
         font_manager.fontManager.addfont(str(bundled))
         _font_name = font_manager.FontProperties(fname=str(bundled)).get_name()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,7 +25,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from kesheng.analysis.charts import Chart, render_charts
+from kesheng.analysis.charts import Chart, cjk_font_file, render_charts
 from kesheng.files.atomic import write_atomic
 from kesheng.files.readers import InputFileError, choose_encoding, format_of
 from kesheng.models.rows import MODEL_VERSION_COLUMN, evidence_spans, flat_from_record, names_from_metadata, note_kind, split_notes, tag_columns
@@ -34,6 +35,7 @@ from kesheng.stores.registry import known_taxonomy
 __all__ = ["ReportError", "ReportOptions", "ReportData", "build_report", "read_tagged", "write_report"]
 
 READ_CHUNK_ROWS = 100_000
+_DATA_URI = re.compile(r'src="data:[^"]*"')
 # The mean length that makes a column "the comments" when --text-column is not given.
 NOT_TEXT_COLUMNS = {"sentiment", "evidence", "notes", "id", MODEL_VERSION_COLUMN}
 EMPTY_GROUP = "(空)"
@@ -479,7 +481,7 @@ def _md_table(frame: pd.DataFrame, percent_columns: Sequence[str] = (), index: b
 
 
 CSS = """
-body{font-family:"Noto Sans CJK SC","Noto Sans SC","Source Han Sans SC","PingFang SC","Microsoft YaHei","WenQuanYi Micro Hei",sans-serif;
+body{font-family:"Kesheng CJK","Noto Sans CJK SC","Noto Sans SC","Source Han Sans SC","PingFang SC","Microsoft YaHei","WenQuanYi Micro Hei",sans-serif;
 max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.5}
 h1{font-size:1.6em;border-bottom:2px solid #c0392b;padding-bottom:.3em}h2{margin-top:2em;border-left:4px solid #c0392b;padding-left:.5em}
 table{border-collapse:collapse;margin:1em 0;font-size:.92em}th,td{border:1px solid #ddd;padding:4px 8px;vertical-align:top;text-align:left}
@@ -558,7 +560,33 @@ def render_html(data: ReportData, charts: dict[str, Chart], title: str) -> str:
     parts.append(f"<h2>{numerals[section - 4]}、数据质量</h2>")
     parts.append(_quality_html(data))
     parts.append("</body></html>")
-    return "\n".join(p for p in parts if p)
+    page = "\n".join(p for p in parts if p)
+    return page.replace("</title>", f"</title>{_embedded_font(page)}", 1)
+
+
+def _embedded_font(page: str) -> str:
+    """A @font-face with just the characters the page uses, from the bundled CJK font, so the
+    report reads the same on a machine without a Chinese font (about 150 KB for a typical page)."""
+    font_file = cjk_font_file()
+    if font_file is None:
+        return ""
+    import io
+
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
+
+    text = _DATA_URI.sub("", page)
+    options = subset.Options()
+    options.layout_features = ["*"]
+    font = TTFont(str(font_file), lazy=True)
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(text="".join(sorted(set(text))))
+    subsetter.subset(font)
+    font.flavor = "woff"  # zlib-compressed; woff2 would need brotli
+    buffer = io.BytesIO()
+    font.save(buffer)
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<style>@font-face{{font-family:"Kesheng CJK";src:url(data:font/woff;base64,{encoded}) format("woff");}}</style>'
 
 
 def _sentiment_by_tag_table(data: ReportData) -> pd.DataFrame:

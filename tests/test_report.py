@@ -239,3 +239,21 @@ def test_one_row_is_singular(tagged_csv, tmp_path):
     one = write_rows(tmp_path / "one.csv", [ROWS[0]])
     result = CliRunner().invoke(app, ["report", "-i", str(one), "-o", str(tmp_path / "r.md"), "--text-column", "text"])
     assert result.exit_code == 0 and "report on 1 row (1 with text)" in result.output
+
+
+def test_html_report_embeds_the_cjk_glyphs_it_uses(tagged_csv, tmp_path):
+    # A machine without a Chinese font still shows the page: the glyphs travel inside it.
+    import base64
+    import io
+
+    from fontTools.ttLib import TTFont
+
+    data = build_report(tagged_csv, _options())
+    write_report(data, [tmp_path / "r.html"])
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    found = re.search(r'font-family:"Kesheng CJK";src:url\(data:font/woff;base64,([A-Za-z0-9+/=]+)\)', page)
+    assert found and 'body{font-family:"Kesheng CJK"' in page
+    font = TTFont(io.BytesIO(base64.b64decode(found.group(1))))
+    cmap = font.getBestCmap()
+    assert all(ord(ch) in cmap for ch in "问题类型分布响应缓慢代表性评论")
+    assert len(cmap) < 2000  # a subset: only what the page uses
