@@ -146,3 +146,12 @@ def test_chinese_tag_and_sentiment_names_are_read_as_label_studio_imports_are(tm
     columns.write_text("text,sentiment,响应缓慢,信息不透明\n等了很久,中性,1,0\n", encoding="utf-8")
     data = load_labeled(columns)
     assert data.tags[0, 0] == 1 and data.tags[0, 3] == 0 and data.sentiments == ["neutral"]
+
+
+def test_a_row_with_two_problems_counts_once(tmp_path):
+    rows = [labeled("好", id=f"r{i}") for i in range(3)]
+    for row in rows:
+        row["sentiment"], row["opacity"] = "angry", 2  # two problems on every row
+    with pytest.raises(DataValidationError) as err:
+        load_labeled(write_jsonl(tmp_path / "d.jsonl", rows))
+    assert "3 rows with problems" in str(err.value)

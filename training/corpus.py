@@ -124,7 +124,7 @@ def read_label_file(path: str | os.PathLike, taxonomy: Taxonomy = DEFAULT_TAXONO
             try:
                 raw = json.loads(line)
             except json.JSONDecodeError as exc:
-                problems.add("not valid JSON", f"line {number} ({exc.msg})")
+                problems.add("not valid JSON", f"line {number} ({exc.msg})", at=f"line {number}")
                 continue
             if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
                 problems.add("not an object with a string 'id'", f"line {number}")
@@ -140,6 +140,7 @@ def read_label_file(path: str | os.PathLike, taxonomy: Taxonomy = DEFAULT_TAXONO
                     f"label names not in the taxonomy {list(taxonomy.names)} (add them as tags, or map them under "
                     "\"renamed\" or \"retired\")",
                     f"{where}: {unknown}",
+                    at=where,
                 )
             for key, value in raw.items():
                 if key in LABEL_EXTRA_FIELDS or not taxonomy.is_label_name(key):
@@ -148,20 +149,20 @@ def read_label_file(path: str | os.PathLike, taxonomy: Taxonomy = DEFAULT_TAXONO
                 if name is None:
                     continue
                 if value not in (0, 1, None):
-                    problems.add(f"tag {key!r} not 0/1 (null = not labeled)", f"{where}: {value!r}")
+                    problems.add(f"tag {key!r} not 0/1 (null = not labeled)", f"{where}: {value!r}", at=where)
                 elif value is not None:
                     if row[name] not in (-1, value):
-                        problems.add("a tag is given twice (old and new name) with different values", f"{where}: {name}")
+                        problems.add("a tag is given twice (old and new name) with different values", f"{where}: {name}", at=where)
                     row[name] = value
                     labeled = True
             if row["sentiment"] is not None and row["sentiment"] not in SENTIMENTS:
-                problems.add(f"sentiment not in {list(SENTIMENTS)} (null = not labeled)", f"{where}: {row['sentiment']!r}")
+                problems.add(f"sentiment not in {list(SENTIMENTS)} (null = not labeled)", f"{where}: {row['sentiment']!r}", at=where)
             if "split" in row and row["split"] not in SPLITS:
-                problems.add(f"split not in {list(SPLITS)}", f"{where}: {row['split']!r}")
+                problems.add(f"split not in {list(SPLITS)}", f"{where}: {row['split']!r}", at=where)
             if not labeled:
                 problems.add("no labels (no tag and no sentiment)", where)
             if row["id"] in seen:
-                problems.add("duplicate id", f"{where} repeats line {seen[row['id']]}")
+                problems.add("duplicate id", f"{where} repeats line {seen[row['id']]}", at=where)
             else:
                 seen[row["id"]] = number
             rows.append(row)

@@ -70,15 +70,22 @@ class LabeledSet:
 
 
 class Problems:
+    """Problems found in a file, listed per kind with the rows they are on."""
+
     def __init__(self, source: str):
         self.source = source
         self.rows: dict[str, list[str]] = defaultdict(list)
+        self._at: set[str] = set()
 
-    def add(self, kind: str, row: str) -> None:
+    def add(self, kind: str, row: str, at: str | None = None) -> None:
+        """`row`: what to show (the row and the bad value); `at`: the row itself, so that a row
+        with two problems is counted once (defaults to `row`)."""
         self.rows[kind].append(row)
+        self._at.add(at if at is not None else row)
 
     def message(self) -> str:
-        lines = [f"{self.source}: {sum(len(v) for v in self.rows.values())} problem row(s)"]
+        count = len(self._at)
+        lines = [f"{self.source}: {count} row{'' if count == 1 else 's'} with problems"]
         for kind, rows in self.rows.items():
             shown = ", ".join(rows[:SHOW_ROWS]) + (f", ... ({len(rows)} in all)" if len(rows) > SHOW_ROWS else "")
             lines.append(f"  - {kind}: {shown}")
@@ -182,7 +189,7 @@ def load_labeled(
         if sentiment in (None, ""):
             sentiment = None
         elif sentiment_name(sentiment) is None:
-            problems.add(f"sentiment not in {list(SENTIMENTS)} or their Chinese names (empty = not labeled)", f"{where}: {sentiment!r}")
+            problems.add(f"sentiment not in {list(SENTIMENTS)} or their Chinese names (empty = not labeled)", f"{where}: {sentiment!r}", at=where)
             sentiment = None
         else:
             sentiment = sentiment_name(sentiment)
@@ -196,24 +203,24 @@ def load_labeled(
                 elif value in _FALSE:
                     tags[n, j] = max(tags[n, j], 0)
                 elif value not in (None, ""):
-                    problems.add(f"tag {column!r} is not 0/1 (empty = not labeled)", f"{where}: {value!r}")
+                    problems.add(f"tag {column!r} is not 0/1 (empty = not labeled)", f"{where}: {value!r}", at=where)
         else:
             value = row.get(columns.tags)
             if isinstance(value, str):
                 value = [v for v in value.replace(";", ",").replace("|", ",").split(",") if v.strip()]
             if not isinstance(value, list):
-                problems.add(f"column {columns.tags!r} is not a list of tag names", f"{where}: {value!r}")
+                problems.add(f"column {columns.tags!r} is not a list of tag names", f"{where}: {value!r}", at=where)
                 continue
             for label in value:
                 label = str(label).strip()
                 if not taxonomy.is_label_name(label):
-                    problems.add(f"unknown tag (the taxonomy's tags: {list(taxonomy.names)})", f"{where}: {label!r}")
+                    problems.add(f"unknown tag (the taxonomy's tags: {list(taxonomy.names)})", f"{where}: {label!r}", at=where)
                 elif (name := taxonomy.label_name(label)) is not None:
                     tags[n, taxonomy.names.index(name)] = 1
     seen: dict[str, int] = {}
     for n, row_id in enumerate(ids):
         if row_id in seen:
-            problems.add("duplicate id", f"row {n + 1} repeats id {row_id} of row {seen[row_id] + 1}")
+            problems.add("duplicate id", f"row {n + 1} repeats id {row_id} of row {seen[row_id] + 1}", at=f"row {n + 1}")
         else:
             seen[row_id] = n
     warnings = []

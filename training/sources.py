@@ -98,7 +98,7 @@ def _tag_names(values: Iterable, taxonomy: Taxonomy, where: str, problems: Probl
         try:
             name = taxonomy.label_name(str(value))
         except UnknownLabelError:
-            problems.add(f"label not in the taxonomy {list(taxonomy.names)} (Chinese names are accepted too)", f"{where}: {value!r}")
+            problems.add(f"label not in the taxonomy {list(taxonomy.names)} (Chinese names are accepted too)", f"{where}: {value!r}", at=where)
             return None
         if name is not None:
             judged[name] = 1
@@ -112,7 +112,7 @@ def _sentiment(value, where: str, problems: Problems) -> str | None:
         return None
     name = sentiment_name(value)
     if name is None:
-        problems.add(f"sentiment not in {list(SENTIMENTS)} or their Chinese names", f"{where}: {value!r}")
+        problems.add(f"sentiment not in {list(SENTIMENTS)} or their Chinese names", f"{where}: {value!r}", at=where)
     return name
 
 
@@ -131,7 +131,7 @@ def _read_feedback(path: Path, source: LabelSource, taxonomy: Taxonomy, problems
                     if name is not None:
                         judged[name] = int(label in record.tags)
             except UnknownLabelError as exc:
-                problems.add("labels for a tag the taxonomy does not define (rename or retire it)", f"{where}: {exc}")
+                problems.add("labels for a tag the taxonomy does not define (rename or retire it)", f"{where}: {exc}", at=where)
                 continue
             key = record.comment_id or f"feedback-{record.seq}"
             yield _Annotation(key, record.text, judged, record.sentiment)
