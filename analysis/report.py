@@ -27,7 +27,7 @@ import pandas as pd
 
 from kesheng.analysis.charts import Chart, cjk_font_file, render_charts
 from kesheng.files.atomic import write_atomic
-from kesheng.files.readers import InputFileError, choose_encoding, format_of
+from kesheng.files.readers import TEXT_SAMPLE_ROWS, InputFileError, choose_encoding, choose_text_column, format_of
 from kesheng.models.rows import MODEL_VERSION_COLUMN, evidence_spans, flat_from_record, names_from_metadata, note_kind, split_notes, tag_columns
 from kesheng.models.schema import DEFAULT_TAXONOMY, OTHER_ZH, SENTIMENT_ZH, SENTIMENTS
 from kesheng.stores.registry import known_taxonomy
@@ -145,13 +145,14 @@ class ReportData:
         return self.zh.get(tag, tag)
 
 
-def _guess_text_column(frame: pd.DataFrame, tags: list[str]) -> str:
+def _guess_text_column(frame: pd.DataFrame, tags: list[str]) -> tuple[str, bool]:
+    """The comments column, found as `kesheng tag` finds it (kesheng.files.readers.choose_text_column)."""
     ours = set(tags) | {f"{t}_score" for t in tags} | NOT_TEXT_COLUMNS
-    candidates = [c for c in frame.columns if c not in ours and (frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c]))]
-    lengths = {c: frame[c].astype(str).str.len().mean() for c in candidates}
-    if not lengths:
-        raise ReportError(f"no text column found; columns are {list(frame.columns)}")
-    return max(lengths, key=lengths.get)
+    sample = frame.head(TEXT_SAMPLE_ROWS).to_dict("records")
+    try:
+        return choose_text_column(list(frame.columns), sample, exclude=ours)
+    except InputFileError as exc:
+        raise ReportError(str(exc)) from exc
 
 
 def _check_binary(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -194,13 +195,13 @@ class _Aggregator:
                 raise ReportError(f"{self.source}: column {column!r} not found; columns are {columns}")
         if options.text_column is not None and options.text_column not in columns:
             raise ReportError(f"{self.source}: text column {options.text_column!r} not found; columns are {columns}")
-        text_column = options.text_column or _guess_text_column(frame, tags)
+        text_column, guessed = (options.text_column, False) if options.text_column else _guess_text_column(frame, tags)
         data = ReportData(
             source=self.source,
             tags=tags,
             zh={},  # filled in by finish(), once the file's model versions are known
             text_column=text_column,
-            text_column_guessed=options.text_column is None,
+            text_column_guessed=guessed,
             tag_counts={t: 0 for t in tags},
             cooccurrence=np.zeros((len(tags), len(tags)), dtype=np.int64),
             sentiment={s: 0 for s in SENTIMENTS},

@@ -18,7 +18,7 @@ def tag(
     output: Optional[Path] = typer.Option(
         None, "--output", "-o", help="Where to write (CSV/TSV/JSONL/XLSX/Parquet, by extension; a directory with --engine ray); stdout as JSONL when omitted."
     ),
-    text_column: str = typer.Option("text", "--text-column", "--text-field", help="Field/column holding the comment."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", "--text-field", help="Field/column holding the comment (default: \"text\", else the column of longest text, said on stderr)."),
     id_column: str = typer.Option("id", "--id-column", "--id-field", help="Field/column copied to the output id."),
     keep: list[str] = typer.Option(None, "--keep", "-k", help="Input columns to carry over (repeat or comma-separate; default: all)."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Processes running the model (each loads it once)."),
@@ -79,6 +79,8 @@ def tag(
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped: {type(exc).__name__}: {exc}"
         typer.echo(f"{reason}; the rows tagged so far are kept: rerun the same command to continue where it stopped", err=True)
         raise typer.Exit(code=130 if isinstance(exc, KeyboardInterrupt) else 1)
+    if result.text_field_guessed:
+        typer.echo(f"comments read from column {result.text_field!r} (choose another with --text-column)", err=True)
     if result.encoding:
         typer.echo(f"read {input} as {result.encoding}" + (f" ({result.replaced_bytes} undecodable bytes replaced)" if result.replaced_bytes else ""), err=True)
     if result.resumed_rows:

@@ -17,7 +17,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterable, Iterator, Sequence
 
 __all__ = [
     "InputFileError",
@@ -29,7 +29,9 @@ __all__ = [
     "choose_encoding",
     "file_fingerprint",
     "format_of",
+    "choose_text_column",
     "open_reader",
+    "sample_rows",
 ]
 
 FORMATS = {
@@ -234,6 +236,46 @@ def open_reader(path: Path, text_field: str | None, encoding: str | None = None,
     if fmt == "xlsx":
         return _open_xlsx(path, text_field, sheet)
     return _open_parquet(path, text_field)
+
+
+TEXT_SAMPLE_ROWS = 500  # rows read to find the comments column when none is named
+
+
+def choose_text_column(columns: Sequence[str], rows: Iterable[dict], given: str | None = None, exclude: Iterable[str] = ()) -> tuple[str, bool]:
+    """The column holding the comments, chosen the same way by every command: the one given;
+    else a column named "text"; else the column whose values in `rows` (a sample) are the longest
+    strings on average. Returns the name and whether it was guessed (commands then say so)."""
+    if given is not None:
+        return given, False
+    if "text" in columns:
+        return "text", False
+    skip = set(exclude)
+    sample = list(rows)
+    lengths = {}
+    for column in columns:
+        if column in skip:
+            continue
+        values = [row.get(column) for row in sample]
+        strings = [len(v) for v in values if isinstance(v, str) and v.strip()]
+        if strings and len(strings) * 2 >= len([v for v in values if v is not None]):
+            lengths[column] = sum(strings) / len(sample)
+    if not lengths:
+        raise InputFileError(f"no column of text found; columns are {list(columns)}: name the comments column with --text-column")
+    return max(lengths, key=lengths.get), True
+
+
+def sample_rows(path: Path, encoding: str | None = None, sheet: str | None = None, n: int = TEXT_SAMPLE_ROWS) -> tuple[list[str], list[dict]]:
+    """The columns and the first `n` rows of a file, read by the same readers."""
+    reader = open_reader(path, None, encoding, sheet)
+    try:
+        rows = []
+        for row, _, _ in reader.rows():
+            rows.append(row)
+            if len(rows) >= n:
+                break
+        return list(reader.columns), rows
+    finally:
+        reader.close()
 
 
 def _missing_column(path: Path, text_field: str, columns: list[str], what: str = "column") -> InputFileError:

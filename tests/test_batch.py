@@ -361,3 +361,18 @@ def test_progress_bar_fits_80_columns_whole():
     last = [line for line in screen.getvalue().replace("\r", "\n").splitlines() if "ETA" in line][-1]
     plain = __import__("re").sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", last)
     assert len(plain.rstrip()) <= 80 and "123,456 rows" in plain and "ETA" in plain and "..." not in plain
+
+
+def test_tag_and_report_find_the_comments_column_the_same_way(model, tmp_path):
+    from typer.testing import CliRunner
+
+    from kesheng.cli.main import app
+
+    rows = [{"resp_id": f"R{i}", "channel": "app", "answer": f"等了{i}个小时客服都不回复，太慢了"} for i in range(12)]
+    source = write_rows(tmp_path / "in.csv", rows)
+    runner = CliRunner()
+    tagged = runner.invoke(app, ["tag", "-i", str(source), "-o", str(tmp_path / "t.csv")])
+    assert tagged.exit_code == 0, tagged.output
+    assert "comments read from column 'answer'" in tagged.output
+    report = runner.invoke(app, ["report", "-i", str(tmp_path / "t.csv"), "-o", str(tmp_path / "r.md")])
+    assert report.exit_code == 0 and "comments read from column 'answer'" in report.output

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kesheng.files.atomic import replace_directory
-from kesheng.files.readers import InputFileError, format_of
+from kesheng.files.readers import TEXT_SAMPLE_ROWS, InputFileError, choose_text_column, format_of
 from kesheng.models.rows import PREDICTION_KEYS, flat_values, jsonl_fields, prediction_columns
 from kesheng.serve.batch.tagging import TagFileOptions, text_for_model
 
@@ -36,7 +36,7 @@ OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
 
 @dataclass
 class DistributedOptions:
-    text_field: str = "text"  # column holding the comment
+    text_field: str | None = None  # column holding the comment; None: found as `kesheng tag` finds it
     keep_columns: tuple[str, ...] | None = None  # input columns copied to the output; None keeps all
     model_dir: str | None = None  # model directory, at this path on every node; None: the bundled model
     address: str | None = None  # Ray cluster address; None: $RAY_ADDRESS, else a Ray started on this machine
@@ -137,6 +137,8 @@ def tag_with_ray(input_path: str | os.PathLike, output_dir: str | os.PathLike, o
     context.execution_options.preserve_order = True  # part files in input order, as `kesheng tag` writes rows
     dataset = _read(ray.data, source, fmt)
     columns = dataset.schema().names
+    if options.text_field is None:
+        options = replace(options, text_field=choose_text_column(columns, dataset.take(TEXT_SAMPLE_ROWS))[0])
     if options.text_field not in columns:
         raise InputFileError(f"{source}: column {options.text_field!r} not found; columns are {columns}")
     if options.keep_columns is not None:

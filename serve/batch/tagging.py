@@ -27,11 +27,11 @@ import sys
 import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from kesheng.files.readers import TEXT_FORMATS, InputFileError, RowReader, cell_text, file_fingerprint, format_of, open_reader
+from kesheng.files.readers import TEXT_FORMATS, InputFileError, RowReader, cell_text, choose_text_column, file_fingerprint, format_of, open_reader, sample_rows
 from kesheng.models import Prediction, TagClassifier
 from kesheng.models.rows import PREDICTION_KEYS, flat_values, jsonl_fields, note_kind, prediction_columns
 from kesheng.serve.batch.journal import BrokenPartial, PartialRun
@@ -55,7 +55,7 @@ OUTPUT_ENCODINGS = ("utf-8", "utf-8-sig")
 
 @dataclass
 class TagFileOptions:
-    text_field: str = "text"  # column / JSON field holding the comment
+    text_field: str | None = None  # column / JSON field holding the comment; None: "text", else the column of longest strings (said in the result)
     id_field: str = "id"  # copied to JSONL output's "id"; where a row has none, the row the user sees (spreadsheet row, JSONL line)
     keep_columns: tuple[str, ...] | None = None  # input columns copied to the output; None keeps all (text and id always kept)
     overwrite: bool = False  # replace an existing output file
@@ -78,6 +78,8 @@ class TagFileResult:
     problems: dict[str, int] = field(default_factory=dict)  # rows per kind of note ("malformed row", "empty text", ...)
     problem_rows: dict[str, list[int]] = field(default_factory=dict)  # first few rows per kind, as the user sees them (spreadsheet row, header = 1; JSONL line)
     seconds: float = 0.0
+    text_field: str | None = None  # the column the comments were read from
+    text_field_guessed: bool = False  # True when no column was named and none is called "text"
 
 
 # What a chunk turns into; the same functions serve local workers and the distributed engine.
@@ -271,6 +273,15 @@ def _plan(reader: RowReader, model: TagClassifier, out_fmt: str, options: TagFil
     )
 
 
+def _with_text_field(source: Path, options: TagFileOptions) -> tuple[TagFileOptions, bool]:
+    """Options naming the comments column, found the way every command finds it."""
+    if options.text_field is not None:
+        return options, False
+    columns, rows = sample_rows(source, options.encoding, options.sheet)
+    chosen, guessed = choose_text_column(columns, rows, exclude=(options.id_field,))
+    return replace(options, text_field=chosen), guessed
+
+
 def _open(source: Path, options: TagFileOptions) -> RowReader:
     try:
         return open_reader(source, options.text_field, options.encoding, options.sheet, options.strict)
@@ -357,6 +368,7 @@ def tag_file(
         raise InputFileError("chunk rows and workers must be at least 1")
     if options.output_encoding.lower().replace("_", "-") not in OUTPUT_ENCODINGS:
         raise InputFileError(f"output encoding {options.output_encoding!r}: use one of {list(OUTPUT_ENCODINGS)}")
+    options, guessed = _with_text_field(source, options)
     loaded, model_dir = _resolve_model(model, options.workers)
     tag_names = tuple(loaded.taxonomy_.names)
     reader = _open(source, options)
@@ -425,6 +437,8 @@ def tag_file(
         problems={kind: entry["count"] for kind, entry in problems.items()},
         problem_rows={kind: entry["rows"] for kind, entry in problems.items()},
         seconds=time.perf_counter() - started,
+        text_field=options.text_field,
+        text_field_guessed=guessed,
     )
 
 
@@ -438,6 +452,7 @@ def tag_stream(
     """Tag every row of input_path, writing CSV/TSV/JSONL rows to a text stream; returns the row count."""
     if out_fmt not in TEXT_FORMATS:
         raise InputFileError(f"a stream takes one of {list(TEXT_FORMATS)}, not {out_fmt!r}")
+    options, _ = _with_text_field(Path(input_path), options)
     loaded, model_dir = _resolve_model(model, options.workers)
     reader = _open(Path(input_path), options)
     written = 0
