@@ -31,7 +31,6 @@ CLAUSE_END = re.compile(r"(?<=[，。！？!?,；;])")
 
 
 def clauses_from_pool(corpus_dir: str) -> dict[str, list[str]]:
-    sys.path.insert(0, str(ROOT))
     from kesheng.training.corpus import read_corpus, source_of
 
     by_source: dict[str, list[str]] = {}

@@ -26,7 +26,6 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def sample_texts(corpus_dir: str | None, n: int, seed: int, max_chars: int) -> list[str]:

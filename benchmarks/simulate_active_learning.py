@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from kesheng.models.baseline import TfidfLinearClassifier  # noqa: E402
 from kesheng.models.schema import DEFAULT_TAXONOMY  # noqa: E402
