@@ -29,7 +29,7 @@ from kesheng.analysis.charts import Chart, cjk_font_file, render_charts
 from kesheng.files.atomic import write_atomic
 from kesheng.files.readers import TEXT_SAMPLE_ROWS, InputFileError, choose_encoding, choose_text_column, format_of
 from kesheng.models.rows import MODEL_VERSION_COLUMN, evidence_spans, flat_from_record, names_from_metadata, note_kind, split_notes, tag_columns
-from kesheng.models.schema import DEFAULT_TAXONOMY, OTHER_ZH, SENTIMENT_ZH, SENTIMENTS
+from kesheng.models.schema import DEFAULT_TAXONOMY, ESCALATE, ESCALATE_ZH, OTHER_ZH, SENTIMENT_ZH, SENTIMENTS
 from kesheng.stores.registry import known_taxonomy
 
 __all__ = ["ReportError", "ReportOptions", "ReportData", "build_report", "read_tagged", "write_report"]
@@ -37,7 +37,7 @@ __all__ = ["ReportError", "ReportOptions", "ReportData", "build_report", "read_t
 READ_CHUNK_ROWS = 100_000
 _DATA_URI = re.compile(r'src="data:[^"]*"')
 # The mean length that makes a column "the comments" when --text-column is not given.
-NOT_TEXT_COLUMNS = {"sentiment", "evidence", "notes", "id", MODEL_VERSION_COLUMN}
+NOT_TEXT_COLUMNS = {"sentiment", "evidence", "notes", "id", ESCALATE, MODEL_VERSION_COLUMN}
 EMPTY_GROUP = "(空)"
 
 
@@ -52,6 +52,7 @@ class ReportOptions:
     date_column: str | None = None  # a trend per period of this column
     period: str = "M"  # trend period: M month, W week, D day, Q quarter
     examples: int = 3  # representative comments per tag
+    max_escalations: int = 20  # escalated comments listed at the top of the report, most urgent (highest score) first
     max_groups: int = 12  # groups shown per grouping column; the smaller ones are merged
     min_group_rows: int = 30  # groups with fewer comments are greyed out: their shares are too noisy to compare
     title: str = "客户反馈服务问题分析报告"
@@ -137,6 +138,10 @@ class ReportData:
     scenarios: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # tag -> frequent evidence phrases
     model_versions: Counter = field(default_factory=Counter)  # model version -> rows it tagged ("" = not recorded)
     min_group_rows: int = 30  # groups with fewer comments are greyed out in the group charts
+    # Escalation: None when the file has no escalate column (tagged before the head existed).
+    escalate_known: int | None = None  # scored rows whose escalate is known (0 when the model had no head)
+    escalated: int = 0  # scored rows flagged escalate
+    escalations: list[dict] = field(default_factory=list)  # the most urgent escalated comments, highest score first
 
     def share(self, count: int | float) -> float:
         return count / self.scored if self.scored else 0.0
@@ -263,6 +268,28 @@ class _Aggregator:
             known = periods.notna()
             data.trend = _add_frame(data.trend, _counts_by(periods[known].astype(str), measures[known.values]))
         self._collect_examples(frame[scored], text[scored], scored_flags)
+        if ESCALATE in frame.columns:
+            self._collect_escalations(frame, text, scored)
+
+    def _collect_escalations(self, frame: pd.DataFrame, text: pd.Series, scored: pd.Series) -> None:
+        data = self.data
+        flag = pd.to_numeric(frame[ESCALATE].map(lambda v: {True: 1, False: 0}.get(v, v) if isinstance(v, bool) else v), errors="coerce")
+        known = flag.notna() & scored
+        escalated = (flag == 1) & scored
+        data.escalate_known = (data.escalate_known or 0) + int(known.sum())
+        data.escalated += int(escalated.sum())
+        if not escalated.any():
+            return
+        score = pd.to_numeric(frame.loc[escalated, "escalate_score"], errors="coerce").fillna(1.0) if "escalate_score" in frame.columns else 1.0
+        rows = pd.DataFrame({
+            "_text": text[escalated],
+            "_score": score,
+            "_evidence": frame.loc[escalated, "evidence"] if "evidence" in frame.columns else "[]",
+        })
+        for column in self.options.group_by:
+            rows[f"group:{column}"] = frame.loc[escalated, column].astype(str)
+        pool = pd.concat([self.candidates.get(ESCALATE), rows]) if ESCALATE in self.candidates else rows
+        self.candidates[ESCALATE] = pool.nlargest(self.options.max_escalations, "_score")
 
     def _collect_examples(self, frame: pd.DataFrame, text: pd.Series, flags: pd.DataFrame) -> None:
         data = self.data
@@ -298,6 +325,13 @@ class _Aggregator:
             pool = self.candidates.get(tag)
             data.examples[tag] = _representative(pool, data, self.options.examples) if pool is not None else []
             data.scenarios[tag] = self.scenario_counts[tag].most_common(6)
+        if ESCALATE in self.candidates:
+            pool = self.candidates[ESCALATE].sort_values("_score", ascending=False, kind="stable")
+            data.escalations = [
+                {"text": row["_text"], "score": float(row["_score"]), "evidence": row["_evidence"],
+                 "groups": {c: row[f"group:{c}"] for c in self.options.group_by if f"group:{c}" in row}}
+                for _, row in pool.iterrows()
+            ]
         if data.trend is not None:
             data.trend = data.trend.sort_index()
         for column, table in data.groups.items():
@@ -487,7 +521,7 @@ max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.5}
 h1{font-size:1.6em;border-bottom:2px solid #c0392b;padding-bottom:.3em}h2{margin-top:2em;border-left:4px solid #c0392b;padding-left:.5em}
 table{border-collapse:collapse;margin:1em 0;font-size:.92em}th,td{border:1px solid #ddd;padding:4px 8px;vertical-align:top;text-align:left}
 thead th{background:#f4f4f4}td.num{text-align:right;white-space:nowrap}mark{background:#ffe08a;padding:0 1px}
-tbody th{white-space:nowrap}.meta{color:#666;font-size:.9em}.chart{max-width:min(100%,900px);margin:.5em 0;display:block}.example{margin:.2em 0 .6em 0}.note{color:#666;font-size:.88em}
+tbody th{white-space:nowrap}.meta{color:#666;font-size:.9em}.chart{max-width:min(100%,900px);margin:.5em 0;display:block}.example{margin:.2em 0 .6em 0}.note{color:#666;font-size:.88em}.alert{background:#fff3f0;border-left:4px solid #c0392b;padding:.5em .8em}
 ol.ex{margin:0;padding-left:1.3em}
 """
 
@@ -501,6 +535,37 @@ def _examples_html(data: ReportData, tag: str) -> str:
             f' <span class="note">(概率 {example["score"]:.2f}{"; " + html.escape(context) if context else ""})</span></li>'
         )
     return f'<ol class="ex">{"".join(items)}</ol>' if items else '<span class="note">无</span>'
+
+
+def escalation_summary(data: ReportData) -> str | None:
+    """One line on escalations for the top of the report; None when the file has no escalate column."""
+    if data.escalate_known is None:
+        return None
+    if data.escalate_known == 0:
+        return "打标模型没有“需升级处理”判断 (模型训练于该功能之前), 无法统计。"
+    return (
+        f"{data.escalated:,} 条评论需升级处理 (占有效评论 {_pct(data.escalated / data.escalate_known)}): "
+        "威胁投诉监管或媒体、辱骂、安全或钱款损害、愤怒销户等, 应尽快由专人处理。"
+    )
+
+
+def _escalations_html(data: ReportData) -> str:
+    summary = escalation_summary(data)
+    if summary is None:
+        return ""
+    parts = [f"<h2>⚠ {ESCALATE_ZH}</h2>", f'<p class="alert">{html.escape(summary)}</p>']
+    if data.escalations:
+        shown = len(data.escalations)
+        parts.append(f'<p class="note">按紧急程度 (模型概率) 排列{"的前 " + str(shown) + " 条" if shown < data.escalated else ""}; 标记处为判断依据。</p>')
+        items = []
+        for example in data.escalations:
+            context = " · ".join(f"{c}: {v}" for c, v in example.get("groups", {}).items())
+            items.append(
+                f'<li class="example">{_highlight(example["text"], example["evidence"], ESCALATE)}'
+                f' <span class="note">(概率 {example["score"]:.2f}{"; " + html.escape(context) if context else ""})</span></li>'
+            )
+        parts.append(f'<ol class="ex">{"".join(items)}</ol>')
+    return "\n".join(parts)
 
 
 def render_html(data: ReportData, charts: dict[str, Chart], title: str) -> str:
@@ -527,6 +592,7 @@ def render_html(data: ReportData, charts: dict[str, Chart], title: str) -> str:
         f' · 评论列: {html.escape(data.text_column)}{" (自动识别)" if data.text_column_guessed else ""}'
         f' · 模型版本: {html.escape(model_version_text(data))}'
         f' · 生成时间 {datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M")}</p>',
+        _escalations_html(data),
         "<h2>一、问题类型分布</h2>",
         "<table><thead><tr><th>问题类型</th><th>数量</th><th>占比</th><th>具体场景 (高频证据片段)</th><th>代表性评论</th></tr></thead><tbody>"
         + "".join(rows)
@@ -615,6 +681,10 @@ def render_markdown(data: ReportData, chart_files: dict[str, str], title: str) -
     problems = problem_table(data)
     out = [f"# {title}", ""]
     out.append(f"数据: {data.source} · 共 {data.rows:,} 行, 有效评论 {data.scored:,} 条 (占比以有效评论为分母, 可多选) · 评论列: {data.text_column} · 模型版本: {model_version_text(data)}")
+    summary = escalation_summary(data)
+    if summary is not None:
+        out += ["", f"## ⚠ {ESCALATE_ZH}", "", summary, ""]
+        out += [f"{i}. {' '.join(e['text'].split())} (概率 {e['score']:.2f})" for i, e in enumerate(data.escalations, start=1)]
     out += ["", "## 一、问题类型分布", ""]
     out.append(_md_table(problems.set_index("问题类型")[["数量", "占比", "具体场景"]], ["占比"], index_name="问题类型"))
     out += ["", img("problems")]

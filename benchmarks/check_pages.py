@@ -84,7 +84,7 @@ def main() -> int:
     return 0 if rendered and len(found) == len(OPERATIONS) and report_ok else 1
 
 
-REPORT_SECTIONS = ("问题类型分布", "情感分布", "问题共现", "按 channel 分组", "按 score 分组", "趋势", "数据质量")
+REPORT_SECTIONS = ("需升级处理", "问题类型分布", "情感分布", "问题共现", "按 channel 分组", "按 score 分组", "趋势", "数据质量")
 
 
 def _check_report(chromium: str, screenshots: Path | None) -> bool:

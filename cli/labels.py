@@ -56,7 +56,7 @@ def check_labels(
     taxonomy_file: Optional[Path] = typer.Option(None, "--taxonomy", help="Taxonomy file (default: the bundled four tags)."),
     corpus_dir: Optional[Path] = typer.Option(None, help="Directory with the public corpora ($KESHENG_CORPUS_DIR)."),
 ):
-    """Read label sources as training would: counts per tag, unknown labels, and conflicting labels."""
+    """Read label sources as training would: counts per tag and for escalate, unknown labels, and conflicting labels."""
     from kesheng.models.schema import DEFAULT_TAXONOMY, Taxonomy, TaxonomyError
     from kesheng.training.config import LabelSource
     from kesheng.training.data import DataValidationError
@@ -78,6 +78,7 @@ def check_labels(
         column = merged.tags[:, j]
         typer.echo(f"  {name:<18} labeled {int((column >= 0).sum()):>6}  positive {int((column == 1).sum()):>6}")
     typer.echo(f"  {'sentiment':<18} labeled {sum(s is not None for s in merged.sentiments):>6}")
+    typer.echo(f"  {'escalate':<18} labeled {int((merged.escalate >= 0).sum()):>6}  positive {int((merged.escalate == 1).sum()):>6}")
     typer.echo(f"{len(conflicts)} conflicting label(s) (left unlabeled when training):")
     for conflict in conflicts:
         typer.echo(f"  {conflict}")

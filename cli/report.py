@@ -19,6 +19,7 @@ def report(
     date_column: Optional[str] = typer.Option(None, "--date-column", help="Trend by this date column."),
     period: str = typer.Option("M", "--period", help="Trend period: M month, W week, D day, Q quarter."),
     examples: int = typer.Option(3, "--examples", min=0, help="Representative comments per problem type."),
+    max_escalations: int = typer.Option(20, "--max-escalations", min=0, help="Escalated comments listed at the top, most urgent first."),
     title: str = typer.Option("客户反馈服务问题分析报告", "--title", help="Report title."),
     encoding: Optional[str] = typer.Option(None, "--encoding", help="CSV/TSV encoding (default: detect)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing report files."),
@@ -34,6 +35,7 @@ def report(
         date_column=date_column,
         period=period,
         examples=examples,
+        max_escalations=max_escalations,
         title=title,
         encoding=encoding,
     )

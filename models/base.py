@@ -28,7 +28,7 @@ import numpy as np
 from kesheng.files.atomic import replace_directory, staging_directory
 from kesheng.models.card import CARD_FILE, render_card
 from kesheng.models.prediction import Prediction
-from kesheng.models.schema import SENTIMENTS, Taxonomy
+from kesheng.models.schema import ESCALATE, SENTIMENTS, Taxonomy
 
 __all__ = ["FORMAT_VERSION", "EpochCallback", "ModelLoadError", "TagClassifier", "library_versions", "read_json"]
 
@@ -100,6 +100,25 @@ def check_fit_inputs(texts: Sequence[str], tag_matrix, sentiments: Sequence[str 
     return tag_matrix
 
 
+def check_escalate_labels(escalate, n_texts: int) -> np.ndarray | None:
+    """The escalate labels a classifier accepts: None (no head is trained) or an int8 vector of
+    1, 0 and -1 (not labeled: escalate is usually labeled on fewer comments than the tags)."""
+    if escalate is None:
+        return None
+    escalate = np.asarray(escalate, dtype=np.int8)
+    if escalate.shape != (n_texts,):
+        raise ValueError(f"escalate has shape {escalate.shape}, expected ({n_texts},)")
+    if not np.isin(escalate, (-1, 0, 1)).all():
+        raise ValueError("escalate values must be 1, 0 or -1 (unlabeled)")
+    return escalate
+
+
+def learns_escalate(escalate: np.ndarray | None) -> bool:
+    """A head is trained only when both classes were labeled: a head that saw no positive would
+    answer "no" everywhere, which is worse than the honest "unknown" of no head."""
+    return escalate is not None and bool((escalate == 1).any()) and bool((escalate == 0).any())
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
 
@@ -115,7 +134,7 @@ def _empty_prediction(taxonomy: Taxonomy, note: str) -> Prediction:
     return Prediction(tags=[], scores={name: 0.0 for name in taxonomy.names}, sentiment=None, sentiment_scores=None, evidence=[], notes=[note])
 
 
-def _unscored_prediction(taxonomy: Taxonomy, note: str) -> Prediction:
+def _unscored_prediction(taxonomy: Taxonomy, note: str, has_escalate: bool) -> Prediction:
     """A text the model could read nothing from: no tags, neutral sentiment, and a note saying so."""
     return Prediction(
         tags=[],
@@ -124,7 +143,24 @@ def _unscored_prediction(taxonomy: Taxonomy, note: str) -> Prediction:
         sentiment_scores={s: float(s == "neutral") for s in SENTIMENTS},
         evidence=[],
         notes=[note],
+        escalate=False if has_escalate else None,
+        escalate_score=0.0 if has_escalate else None,
     )
+
+
+def check_ranges(params, **ranges: tuple[float, float]) -> None:
+    """Refuse numeric params outside [low, high] (or of the wrong type): a meta.json edited by hand
+    (`batch_size: 0`, `max_evidence: -5`) fails at load with its name, not at the first predict."""
+    for name, (low, high) in ranges.items():
+        value = getattr(params, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
+            raise ValueError(f"{type(params).__name__}.{name} = {value!r}: expected a number in [{low:g}, {high:g}]")
+
+
+def _probability(what: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{what} must be a number in [0, 1], got {value!r}")
+    return float(value)
 
 
 class EpochCallback(Protocol):
@@ -153,13 +189,50 @@ class TagClassifier(ABC):
         return cls(params, taxonomy)
 
     @abstractmethod
-    def fit(self, texts, tag_matrix, sentiments, thresholds=None, sample_weight=None, callbacks: Sequence[EpochCallback] = ()) -> "TagClassifier": ...
+    def fit(
+        self, texts, tag_matrix, sentiments, thresholds=None, sample_weight=None, callbacks: Sequence[EpochCallback] = (), escalate=None
+    ) -> "TagClassifier": ...
 
     # Set by fit() or load().
     taxonomy_: Taxonomy
     thresholds_: dict[str, float]
+    # Decision threshold of the escalate head; None: the model has no head (trained without
+    # escalate labels, or before the head existed) and its predictions say escalate=None.
+    escalate_threshold_: float | None = None
     metrics_: dict
     meta_: dict
+
+    # A deployment's own escalate operating point (KESHENG_ESCALATE_THRESHOLD), used instead of the
+    # learned one. A runtime setting: never saved with the model.
+    escalate_threshold_override: float | None = None
+
+    @property
+    def has_escalate(self) -> bool:
+        return self.escalate_threshold_ is not None
+
+    @property
+    def escalate_threshold(self) -> float | None:
+        """The threshold predictions use: the deployment's override, else the one tuned on dev."""
+        if not self.has_escalate:
+            return None
+        return self.escalate_threshold_override if self.escalate_threshold_override is not None else self.escalate_threshold_
+
+    def set_escalate_threshold(self, threshold: float) -> None:
+        """The escalate head's decision threshold (the training pipeline picks it on dev for recall)."""
+        if not self.has_escalate:
+            raise ValueError("this model has no escalate head (it was trained without escalate labels)")
+        self.escalate_threshold_ = _probability("escalate threshold", threshold)
+
+    def override_escalate_threshold(self, threshold: float | None) -> "TagClassifier":
+        """Use `threshold` instead of the learned one (None: back to the learned one); not saved."""
+        self.escalate_threshold_override = None if threshold is None else _probability("escalate threshold", threshold)
+        return self
+
+    def _escalate_fields(self, score: float | None) -> dict:
+        """The Prediction fields for an escalate score (None when the model has no head)."""
+        if not self.has_escalate or score is None:
+            return {"escalate": None, "escalate_score": None}
+        return {"escalate": bool(score >= self.escalate_threshold), "escalate_score": float(score)}
 
     def predict(self, texts: Sequence[str | None]) -> list[Prediction]:
         """Tag every text. None, empty and whitespace-only texts get no tags and a note."""
@@ -192,7 +265,7 @@ class TagClassifier(ABC):
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() or load a model directory")
 
     def _no_signal(self, note: str) -> Prediction:
-        return _unscored_prediction(self.taxonomy_, note)
+        return _unscored_prediction(self.taxonomy_, note, self.has_escalate)
 
     def _tags_above_threshold(self, scores: dict[str, float]) -> list[str]:
         return [name for name in self.taxonomy_.names if scores[name] >= self.thresholds_[name]]
@@ -219,6 +292,7 @@ class TagClassifier(ABC):
                 "taxonomy": self.taxonomy_.to_list(),
                 "thresholds": self.thresholds_,
                 "sentiments": list(SENTIMENTS),
+                ESCALATE: {"threshold": self.escalate_threshold_} if self.has_escalate else None,
             }
             (staging / LABELS_FILE).write_text(json.dumps(labels, ensure_ascii=False, indent=2), encoding="utf-8")
             (staging / METRICS_FILE).write_text(
@@ -272,9 +346,15 @@ class TagClassifier(ABC):
         bad = {k: v for k, v in thresholds.items() if not (0.0 <= v <= 1.0) or math.isnan(v)}
         if bad:
             raise ModelLoadError(f"{directory / LABELS_FILE}: thresholds outside [0, 1]: {bad}")
+        escalate = labels.get(ESCALATE)
+        try:
+            escalate_threshold = None if escalate is None else _probability("escalate threshold", escalate["threshold"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelLoadError(f"{directory / LABELS_FILE}: malformed escalate entry {escalate!r} ({exc})") from exc
         model = cls._load_weights(directory, meta)
         model.taxonomy_ = taxonomy
         model.thresholds_ = thresholds
+        model.escalate_threshold_ = escalate_threshold
         model.meta_ = meta
         model.metrics_ = read_json(directory, METRICS_FILE) if (directory / METRICS_FILE).exists() else {}
         model._check_consistent(directory)

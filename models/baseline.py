@@ -14,11 +14,24 @@ from typing import Sequence
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from kesheng.models.base import WEIGHTS_FILE, EpochCallback, ModelLoadError, TagClassifier, check_fit_inputs, library_versions, read_json, sigmoid, softmax
+from kesheng.models.base import (
+    WEIGHTS_FILE,
+    EpochCallback,
+    ModelLoadError,
+    TagClassifier,
+    check_escalate_labels,
+    check_ranges,
+    check_fit_inputs,
+    learns_escalate,
+    library_versions,
+    read_json,
+    sigmoid,
+    softmax,
+)
 from kesheng.models.evidence import tag_evidence
 from kesheng.models.features import Analysis, FeatureParams, TfidfFeaturizer
 from kesheng.models.prediction import Evidence, Prediction
-from kesheng.models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
+from kesheng.models.schema import DEFAULT_TAXONOMY, ESCALATE, SENTIMENTS, Taxonomy
 
 __all__ = ["BaselineParams", "TfidfLinearClassifier"]
 
@@ -30,9 +43,13 @@ class BaselineParams:
     features: FeatureParams = field(default_factory=FeatureParams)  # what the TF-IDF rows contain
     tag_c: float = 8.0  # inverse L2 strength of each tag's logistic regression
     sentiment_c: float = 8.0  # inverse L2 strength of the sentiment softmax regression
+    escalate_c: float = 4.0  # inverse L2 strength of the escalate head's logistic regression (fewer positives than most tags)
     class_weight: str | None = "balanced"  # rare tags would otherwise never reach 0.5
     max_evidence: int = 3  # evidence spans reported per predicted tag
     batch_size: int = 1024  # texts featurized together in predict; bounds memory on big inputs
+
+    def __post_init__(self):
+        check_ranges(self, tag_c=(1e-9, 1e9), sentiment_c=(1e-9, 1e9), escalate_c=(1e-9, 1e9), max_evidence=(0, 1000), batch_size=(1, 1_000_000))
 
     @classmethod
     def from_dict(cls, data: dict) -> "BaselineParams":
@@ -59,19 +76,24 @@ class TfidfLinearClassifier(TagClassifier):
         thresholds: dict[str, float] | None = None,
         sample_weight: np.ndarray | None = None,
         callbacks: Sequence[EpochCallback] = (),
+        escalate: np.ndarray | None = None,
     ) -> "TfidfLinearClassifier":
         """Fit on texts, a (n_texts, n_tags) matrix in taxonomy order, and sentiment names.
 
         Tag value -1 and sentiment None mean "not labeled": the row is left out of that head
         only, so partially labeled rows still teach the others. `sample_weight` lets weakly
-        labeled rows count less than hand labels. Thresholds default to 0.5; the training
-        pipeline tunes them on held-out data and sets them with `set_thresholds`. The fit is
-        one convex solve, not epochs, so epoch callbacks are never called.
+        labeled rows count less than hand labels. `escalate` (1, 0, -1 per text; None: no head)
+        trains one more logistic regression on the same features, tone features included.
+        Thresholds default to 0.5; the training pipeline tunes them on held-out data and sets
+        them with `set_thresholds` and `set_escalate_threshold`. The fit is one convex solve,
+        not epochs, so epoch callbacks are never called.
         """
         from sklearn.linear_model import LogisticRegression
 
         n_tags = len(self.taxonomy.names)
         tag_matrix = check_fit_inputs(texts, tag_matrix, sentiments, n_tags)
+        escalate = check_escalate_labels(escalate, len(texts))
+        has_escalate = learns_escalate(escalate)
         weight = np.ones(len(texts)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
 
         self.featurizer_ = TfidfFeaturizer(self.params.features)
@@ -80,8 +102,9 @@ class TfidfLinearClassifier(TagClassifier):
         matrix, _ = self.featurizer_.transform(analyses)
 
         n_features = matrix.shape[1]
-        coef = np.zeros((n_features, n_tags + len(SENTIMENTS)), dtype=np.float32)
-        intercept = np.zeros(n_tags + len(SENTIMENTS), dtype=np.float32)
+        n_outputs = n_tags + len(SENTIMENTS) + int(has_escalate)
+        coef = np.zeros((n_features, n_outputs), dtype=np.float32)
+        intercept = np.zeros(n_outputs, dtype=np.float32)
         for j, name in enumerate(self.taxonomy.names):
             rows = np.flatnonzero(tag_matrix[:, j] >= 0)
             y = tag_matrix[rows, j]
@@ -113,10 +136,17 @@ class TfidfLinearClassifier(TagClassifier):
             for row_index, k in enumerate(clf.classes_):
                 coef[:, n_tags + k] = clf.coef_[row_index]
                 intercept[n_tags + k] = clf.intercept_[row_index]
+        if has_escalate:
+            rows = np.flatnonzero(escalate >= 0)
+            clf = LogisticRegression(C=self.params.escalate_c, class_weight=self.params.class_weight, solver="liblinear")
+            clf.fit(matrix[rows], escalate[rows], sample_weight=weight[rows])
+            coef[:, -1] = clf.coef_[0]
+            intercept[-1] = clf.intercept_[0]
         self.coef_ = coef
         self.intercept_ = intercept
         self.taxonomy_ = self.taxonomy
         self.thresholds_ = dict(thresholds) if thresholds else {name: 0.5 for name in self.taxonomy.names}
+        self.escalate_threshold_ = 0.5 if has_escalate else None
         self.metrics_ = {}
         self.meta_ = {
             "params": asdict(self.params),
@@ -140,7 +170,8 @@ class TfidfLinearClassifier(TagClassifier):
         logits = matrix @ self.coef_ + self.intercept_
         n_tags = len(self.taxonomy_.names)
         tag_probs = sigmoid(logits[:, :n_tags])
-        sent_probs = softmax(logits[:, n_tags:])
+        sent_probs = softmax(logits[:, n_tags : n_tags + len(SENTIMENTS)])
+        escalate_probs = sigmoid(logits[:, n_tags + len(SENTIMENTS)]) if self.has_escalate else None
         names = self.taxonomy_.names
         results = []
         for row, analysis in enumerate(analyses):
@@ -151,7 +182,9 @@ class TfidfLinearClassifier(TagClassifier):
             scores = {name: float(tag_probs[row, j]) for j, name in enumerate(names)}
             tags = self._tags_above_threshold(scores)
             sentiment_scores = {s: float(sent_probs[row, k]) for k, s in enumerate(SENTIMENTS)}
-            evidence = self._evidence(analysis, matrix, row, feature_idx, spans, tags) if tags else []
+            escalate = self._escalate_fields(None if escalate_probs is None else float(escalate_probs[row]))
+            explained = tags + [ESCALATE] * bool(escalate["escalate"])
+            evidence = self._evidence(analysis, matrix, row, feature_idx, spans, explained) if explained else []
             results.append(
                 Prediction(
                     tags=tags,
@@ -160,6 +193,7 @@ class TfidfLinearClassifier(TagClassifier):
                     sentiment_scores=sentiment_scores,
                     evidence=evidence,
                     notes=[],
+                    **escalate,
                 )
             )
         return results
@@ -173,7 +207,8 @@ class TfidfLinearClassifier(TagClassifier):
         names = self.taxonomy_.names
         evidence: list[Evidence] = []
         for tag in tags:
-            contributions = values * self.coef_[feature_idx, names.index(tag)]
+            column = self.coef_.shape[1] - 1 if tag == ESCALATE else names.index(tag)
+            contributions = values * self.coef_[feature_idx, column]
             evidence += tag_evidence(tag, analysis.normalized, spans, contributions, self.params.max_evidence)
         return evidence
 
@@ -191,7 +226,7 @@ class TfidfLinearClassifier(TagClassifier):
     def _load_weights(cls, directory: Path, meta: dict) -> "TfidfLinearClassifier":
         try:
             params = BaselineParams.from_dict(meta["params"])
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(f"{directory}/meta.json: missing or malformed 'params' ({exc!r})") from exc
         vocabulary = read_json(directory, VOCAB_FILE)
         if not isinstance(vocabulary, list) or not all(isinstance(f, str) for f in vocabulary):
@@ -216,7 +251,7 @@ class TfidfLinearClassifier(TagClassifier):
 
     def _check_consistent(self, directory: Path) -> None:
         n_features = len(self.featurizer_.vocabulary_)
-        n_outputs = len(self.taxonomy_.names) + len(SENTIMENTS)
+        n_outputs = len(self.taxonomy_.names) + len(SENTIMENTS) + int(self.has_escalate)
         problems = []
         if self.featurizer_.idf_.shape != (n_features,):
             problems.append(f"idf has shape {self.featurizer_.idf_.shape}, vocabulary has {n_features} features")

@@ -74,6 +74,25 @@ def render_card(model: "TagClassifier") -> str:
             tags = " | ".join(_interval(scores.get("tags", {}).get(t)) for t in model.taxonomy_.names)
             lines.append(f"| {name} | {scores.get('n')} | {_interval(scores.get('macro_f1'))} | {_interval(scores.get('sentiment_macro_f1'))} | {tags} |")
         lines += ["", "`test` is the split the training run held out; any other row is a label file measured only for reporting."]
+    lines += ["", "## Escalation (需升级处理)", ""]
+    if model.has_escalate:
+        dev = (metrics.get("dev_before_refit") or {}).get("escalate") or {}
+        target = config.get("escalate_recall")
+        lines += [
+            f"- Operating point: escalate when the score is at least **{model.escalate_threshold_:.4f}**, the highest threshold "
+            f"whose recall on the dev split reached {_f(target)} (chosen for recall: a missed angry customer costs more "
+            f"than a needless look). On dev: recall {_f(dev.get('recall'))}, precision {_f(dev.get('precision'))}, "
+            f"F1 {_f(dev.get('f1'))} ({dev.get('support', 'n/a')} positives among {dev.get('n', 'n/a')} labeled).",
+            "- A deployment sets its own operating point with `KESHENG_ESCALATE_THRESHOLD` (API, `kesheng tag`, "
+            "batch workers); it is not saved in this directory.",
+        ]
+        reported = [(name, scores["escalate"]) for name, scores in intervals.items() if scores.get("escalate")]
+        if reported:
+            lines += ["", "| test set | labeled | positives | recall | precision | F1 |", "|---|---|---|---|---|---|"]
+            for name, e in reported:
+                lines.append(f"| {name} | {e['labeled']} | {e['positives']} | {_interval(e['recall'])} | {_interval(e['precision'])} | {_interval(e['f1'])} |")
+    else:
+        lines.append("No escalate head: this model was trained without escalate labels, so its predictions say `escalate: null`.")
     lines += [
         "",
         "## Data",

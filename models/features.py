@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Iterable
@@ -15,7 +16,9 @@ from typing import Iterable
 import numpy as np
 import scipy.sparse as sp
 
+from kesheng.models.base import check_ranges
 from kesheng.nlp import NormalizedText, WordTokenizer, normalize
+from kesheng.nlp.tone import tone_marks
 
 __all__ = ["Analysis", "FeatureParams", "TfidfFeaturizer"]
 
@@ -36,6 +39,12 @@ class FeatureParams:
     max_features: int = 100_000  # keep the most frequent features; more cost speed (dict lookups) and did not help on dev
     sublinear_tf: bool = True  # 1 + log(tf): repeating a word ten times is not ten times the signal
     hmm: bool = False  # jieba HMM for unknown words; off is ~50% faster and char n-grams cover OOV
+    tone: bool = True  # tone features n-grams miss (runs of ！/？, spelled-out profanity, @regulator): the escalate head needs them
+
+    def __post_init__(self):
+        check_ranges(self, char_ngram_min=(1, 10), char_ngram_max=(1, 10), min_df=(1, 1e9), max_features=(1, 1e8))
+        if self.char_ngram_min > self.char_ngram_max:
+            raise ValueError(f"FeatureParams: char_ngram_min {self.char_ngram_min} > char_ngram_max {self.char_ngram_max}")
 
 
 @dataclass
@@ -90,6 +99,12 @@ class TfidfFeaturizer:
                     features.extend(["c:" + s[i : i + n] for i in positions])
                 starts.extend(positions)
                 ends.extend(range(a + n, b + 1))
+        if p.tone and len(s):
+            for feature, a, b in tone_marks(text):
+                start, end = _normalized_span(norm, a, b)
+                features.append(feature)
+                starts.append(start)
+                ends.append(end)
         return Analysis(norm, features, starts, ends)
 
     # fitting
@@ -135,3 +150,12 @@ class TfidfFeaturizer:
         norms[norms == 0] = 1.0
         matrix = sp.diags(1.0 / norms).astype(np.float32) @ matrix
         return matrix.tocsr(), occurrences
+
+
+def _normalized_span(norm: NormalizedText, start: int, end: int) -> tuple[int, int]:
+    """The normalized characters that came from original[start:end] (at least one: a removed
+    @-mention left a space in its place, and that space stands for it)."""
+    first = bisect_right(norm.ends, start)
+    last = bisect_left(norm.starts, end)
+    first = min(first, len(norm.text) - 1)
+    return first, max(last, first + 1)

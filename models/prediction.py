@@ -47,8 +47,12 @@ class Prediction:
     scores: dict[str, float]  # probability per tag, every tag of the taxonomy
     sentiment: str | None  # negative | neutral | positive; None for an empty or missing text
     sentiment_scores: dict[str, float] | None  # probability per sentiment, sums to 1; None when sentiment is None
-    evidence: list[Evidence] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)  # spans per predicted tag, and tag "escalate" when escalated
     notes: list[str] = field(default_factory=list)  # what the model could not do as usual (empty text, truncation)
+    # Needs a person now (threat, insult, safety or money harm). None when the text is empty or the
+    # model has no escalate head (trained before it existed): unknown, never "no".
+    escalate: bool | None = None
+    escalate_score: float | None = None  # probability behind `escalate`; None when `escalate` is None
 
     def to_dict(self, id=None) -> dict:
         return {
@@ -59,4 +63,6 @@ class Prediction:
             "sentiment_scores": None if self.sentiment_scores is None else {k: round(v, 4) for k, v in self.sentiment_scores.items()},
             "evidence": [e.to_dict() for e in self.evidence],
             "notes": list(self.notes),
+            "escalate": self.escalate,
+            "escalate_score": None if self.escalate_score is None else round(self.escalate_score, 4),
         }

@@ -4,12 +4,15 @@ One module for every writer and reader of tagged data (the local batch engine, t
 the API and the report), so they cannot drift apart:
 
 - **Flat rows** (CSV, TSV, XLSX, Parquet): after the carried input columns, per tag a 0/1
-  column and a `<tag>_score` probability, then `sentiment`, `sentiment_score`, `evidence`
-  (a JSON list of spans), `notes` and `model_version`. Notes are joined with a line break;
+  column and a `<tag>_score` probability, then `sentiment`, `sentiment_score`, `escalate` (0/1)
+  and `escalate_score`, `evidence` (a JSON list of spans), `notes` and `model_version`.
+  An empty text has no sentiment and no escalate (empty cells), and neither has escalate a model
+  trained before the escalate head existed: empty means unknown, never "no". Notes are joined with a line break;
   a line break inside a note is written as the two characters `\\n`, so a note can never
   contain the separator and `split_notes` gives back exactly the notes written.
 - **JSONL records**: the carried input fields, then `id`, `tags`, `scores`, `sentiment`,
-  `sentiment_scores`, `evidence` (a list of objects), `notes` (a list) and `model_version`.
+  `sentiment_scores`, `evidence` (a list of objects), `notes` (a list), `escalate` (true, false
+  or null), `escalate_score` and `model_version`.
 
 The model version on every row lets the report say which model tagged a file, and warn when
 one file mixes versions.
@@ -21,6 +24,7 @@ import json
 from typing import Any, Mapping, Sequence
 
 from kesheng.models.prediction import Prediction
+from kesheng.models.schema import ESCALATE
 
 __all__ = [
     "MODEL_VERSION_COLUMN",
@@ -42,7 +46,7 @@ __all__ = [
 
 MODEL_VERSION_COLUMN = "model_version"
 # Keys a JSONL record gets from tagging; input fields with these names are renamed `input_<key>`.
-PREDICTION_KEYS = ("id", "tags", "scores", "sentiment", "sentiment_scores", "evidence", "notes", MODEL_VERSION_COLUMN)
+PREDICTION_KEYS = ("id", "tags", "scores", "sentiment", "sentiment_scores", "evidence", "notes", ESCALATE, "escalate_score", MODEL_VERSION_COLUMN)
 NOTE_SEPARATOR = "\n"
 # File metadata keys (Parquet schema metadata, XLSX custom document properties).
 TAXONOMY_KEY = "kesheng.tag_names_zh"
@@ -102,18 +106,18 @@ def names_from_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
 def prediction_columns(tag_names: Sequence[str]) -> list[str]:
     """The columns tagging adds to a flat row, in order."""
     names = tuple(tag_names)
-    return [*names, *(f"{n}_score" for n in names), "sentiment", "sentiment_score", "evidence", "notes", MODEL_VERSION_COLUMN]
+    return [*names, *(f"{n}_score" for n in names), "sentiment", "sentiment_score", ESCALATE, "escalate_score", "evidence", "notes", MODEL_VERSION_COLUMN]
 
 
 def tag_columns(columns: Sequence[str]) -> list[str]:
     """The tags of a tagged table: every column `X` that has a companion `X_score`."""
     present = set(columns)
-    return [c for c in columns if f"{c}_score" in present and c != "sentiment"]
+    return [c for c in columns if f"{c}_score" in present and c not in ("sentiment", ESCALATE)]
 
 
 def column_kind(name: str, tag_names: Sequence[str]) -> str:
-    """The type of a prediction column: "int8" (tag flags), "float64" (scores) or "string"."""
-    if name in tag_names:
+    """The type of a prediction column: "int8" (tag and escalate flags), "float64" (scores) or "string"."""
+    if name in tag_names or name == ESCALATE:
         return "int8"
     if name.endswith("_score"):
         return "float64"
@@ -127,6 +131,8 @@ def flat_values(prediction: Prediction, tag_names: Sequence[str], extra_notes: S
         *(round(prediction.scores[name], 4) for name in tag_names),
         prediction.sentiment,
         round(prediction.sentiment_scores[prediction.sentiment], 4) if prediction.sentiment is not None else None,
+        None if prediction.escalate is None else int(prediction.escalate),
+        None if prediction.escalate_score is None else round(prediction.escalate_score, 4),
         json.dumps([e.to_dict() for e in prediction.evidence], ensure_ascii=False),
         join_notes([*extra_notes, *prediction.notes]),
         model_version,
@@ -139,7 +145,7 @@ def jsonl_fields(prediction: Prediction, extra_notes: Sequence[str] = (), model_
     del fields["id"]
     fields["notes"] = [*extra_notes, *fields["notes"]]
     fields[MODEL_VERSION_COLUMN] = model_version
-    return fields
+    return {key: fields[key] for key in PREDICTION_KEYS[1:]}
 
 
 def flat_from_record(record: Mapping[str, Any], tag_names: Sequence[str]) -> dict:
@@ -157,6 +163,10 @@ def flat_from_record(record: Mapping[str, Any], tag_names: Sequence[str]) -> dic
     sentiment = record.get("sentiment")
     flat["sentiment"] = sentiment
     flat["sentiment_score"] = sentiment_scores.get(sentiment)
+    escalate = record.get(ESCALATE)
+    flat[ESCALATE] = int(escalate) if isinstance(escalate, bool) else None
+    score = record.get("escalate_score")
+    flat["escalate_score"] = float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) and escalate is not None else None
     flat["evidence"] = json.dumps(evidence, ensure_ascii=False)
     flat["notes"] = join_notes(split_notes(record.get("notes")))
     flat[MODEL_VERSION_COLUMN] = record.get(MODEL_VERSION_COLUMN)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["DEFAULT_TAXONOMY", "OTHER_ZH", "SENTIMENTS", "TagSpec", "Taxonomy", "TaxonomyError", "UnknownLabelError", "sentiment_name"]
+__all__ = ["DEFAULT_TAXONOMY", "ESCALATE", "ESCALATE_ZH", "OTHER_ZH", "SENTIMENTS", "TagSpec", "Taxonomy", "TaxonomyError", "UnknownLabelError", "sentiment_name"]
 
 TAXONOMY_FORMAT_VERSION = 1
 
@@ -35,6 +35,13 @@ def sentiment_name(value: object) -> str | None:
     """A sentiment given by its machine or Chinese name (负面/中性/正面) as its machine name; None if neither."""
     return _SENTIMENT_NAMES.get(value) if isinstance(value, str) else None
 
+
+# The fifth label of ../shared/LABELING.md: a message a person must handle now (threat to go to a
+# regulator or the media, insult, safety or money harm, angry cancellation). It is a flag beside
+# the tags, not a tag: it is judged from tone and stakes, and a calm complaint with any tags is
+# not escalated, so it never enters the problem shares.
+ESCALATE = "escalate"
+ESCALATE_ZH = "需升级处理"
 
 # Reports list comments without any tag under this name.
 OTHER_ZH = "其他"
@@ -62,6 +69,8 @@ class Taxonomy:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise TaxonomyError(f"duplicate tag names in taxonomy: {duplicates}")
+        if ESCALATE in names:
+            raise TaxonomyError(f"{ESCALATE!r} is not a tag: it is the escalation flag every model predicts beside the tags; name the tag differently")
         for tag in self.tags:
             if not tag.name.isidentifier() or not tag.name.islower() or not tag.name.isascii() or len(tag.name) > 40:
                 raise TaxonomyError(f"tag name {tag.name!r} must be a lowercase ASCII identifier (letters, digits, _), at most 40 chars")

@@ -33,10 +33,23 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from kesheng.models.base import WEIGHTS_FILE, EpochCallback, ModelLoadError, TagClassifier, check_fit_inputs, library_versions, read_json, sigmoid, softmax
+from kesheng.models.base import (
+    WEIGHTS_FILE,
+    EpochCallback,
+    ModelLoadError,
+    TagClassifier,
+    check_escalate_labels,
+    check_ranges,
+    check_fit_inputs,
+    learns_escalate,
+    library_versions,
+    read_json,
+    sigmoid,
+    softmax,
+)
 from kesheng.models.evidence import tag_evidence
 from kesheng.models.prediction import Prediction
-from kesheng.models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
+from kesheng.models.schema import DEFAULT_TAXONOMY, ESCALATE, SENTIMENTS, Taxonomy
 from kesheng.nlp import NormalizedText, normalize
 
 __all__ = ["Trainer", "TrainingData", "TransformerClassifier", "TransformerParams"]
@@ -71,6 +84,12 @@ class TransformerParams:
     int8_onnx: bool = True  # fit also exports an int8 ONNX graph (model.onnx), which predict runs when onnxruntime is installed
 
     def __post_init__(self):
+        check_ranges(
+            self, max_length=(8, 8192), window_overlap=(0, 8192), max_windows=(1, 10_000), eval_batch_size=(1, 100_000),
+            max_batch_tokens=(8, 10_000_000), dropout=(0.0, 0.99), max_evidence=(0, 1000),
+        )
+        if self.num_layers is not None:
+            check_ranges(self, num_layers=(1, 1000))
         if self.max_length < 8:
             raise ValueError("max_length must be at least 8 tokens")
         if not 0 <= self.window_overlap < self.max_length // 2:
@@ -102,7 +121,7 @@ class TrainingData:
     """What a fine-tuning sees: token ids per text, labels (-1 / -1 = unknown), row weights."""
 
     ids: list[list[int]]
-    tags: np.ndarray  # (n, n_tags) int8 of 1, 0, -1
+    tags: np.ndarray  # (n, n_binary_heads) int8 of 1, 0, -1: the tags, then escalate when the model has that head
     sentiments: np.ndarray  # (n,) int64 index into SENTIMENTS, -1 = unknown
     weights: np.ndarray  # (n,) float32
     pad_id: int
@@ -305,15 +324,16 @@ class TransformerClassifier(TagClassifier):
         if self._unk_id is not None and all(i == self._unk_id for i in doc.ids):
             return self._no_signal("no known tokens: text not scored")
         names = self.taxonomy_.names
-        tag_probs = np.stack([sigmoid(o[0]) for o in outputs])  # (windows, tags)
+        tag_probs = np.stack([sigmoid(o[0]) for o in outputs])  # (windows, tags [+ escalate])
         sizes = np.array([b - a for a, b in doc.windows], dtype=np.float64)
         sentiment = (np.stack([softmax(o[1]) for o in outputs]) * sizes[:, None]).sum(axis=0) / sizes.sum()
         scores = {name: float(tag_probs[:, j].max()) for j, name in enumerate(names)}
         sentiment_scores = {s: float(sentiment[k]) for k, s in enumerate(SENTIMENTS)}
         tags = self._tags_above_threshold(scores)
+        escalate = self._escalate_fields(float(tag_probs[:, len(names)].max()) if self.has_escalate else None)
         evidence = []
-        for tag in tags:
-            j = names.index(tag)
+        for tag in tags + [ESCALATE] * bool(escalate["escalate"]):
+            j = len(names) if tag == ESCALATE else names.index(tag)
             w = int(tag_probs[:, j].argmax())
             a, b = doc.windows[w]
             contributions = outputs[w][2][len(self._prefix) : len(self._prefix) + (b - a), j].astype(np.float64)
@@ -336,6 +356,7 @@ class TransformerClassifier(TagClassifier):
             sentiment_scores=sentiment_scores,
             evidence=evidence,
             notes=notes,
+            **escalate,
         )
 
     # training
@@ -348,6 +369,7 @@ class TransformerClassifier(TagClassifier):
         thresholds: dict[str, float] | None = None,
         sample_weight: np.ndarray | None = None,
         callbacks: Sequence[EpochCallback] = (),
+        escalate: np.ndarray | None = None,
     ) -> "TransformerClassifier":
         """Fine-tune the encoder and both heads jointly, with the optimisation of `self.trainer`.
 
@@ -355,7 +377,8 @@ class TransformerClassifier(TagClassifier):
         loss; `sample_weight` scales each row's loss. After every epoch the callbacks run and
         the first one's score (higher is better) picks the epoch whose weights are kept;
         training stops after the trainer's patience without improvement. Without callbacks
-        all epochs run.
+        all epochs run. `escalate` (1, 0, -1 per text; None: no head) is one more binary head
+        beside the tags, pooled over tokens the same way (one threat in a long thread is enough).
         """
         from kesheng.models import transformer_torch
 
@@ -366,6 +389,9 @@ class TransformerClassifier(TagClassifier):
             )
         n_tags = len(self.taxonomy.names)
         tag_matrix = check_fit_inputs(texts, tag_matrix, sentiments, n_tags)
+        escalate = check_escalate_labels(escalate, len(texts))
+        has_escalate = learns_escalate(escalate)
+        heads = np.concatenate([tag_matrix, escalate[:, None]], axis=1) if has_escalate else tag_matrix
         if not any(s is not None for s in sentiments):
             raise ValueError("no row has a sentiment label")
         weight = np.ones(len(texts), dtype=np.float32) if sample_weight is None else np.asarray(sample_weight, dtype=np.float32)
@@ -374,19 +400,20 @@ class TransformerClassifier(TagClassifier):
 
         self.taxonomy_ = self.taxonomy
         self.thresholds_ = dict(thresholds) if thresholds else {name: 0.5 for name in self.taxonomy.names}
+        self.escalate_threshold_ = 0.5 if has_escalate else None
         self.metrics_ = {}
         base = transformer_torch.load_base(self.params)
         self._set_tokenizer(base.tokenizer_json)
         self.encoder_config_ = base.config_json
         self._torch_module = transformer_torch.build_module(
-            base, n_tags, len(SENTIMENTS), self.params, seed=self.trainer.seed, freeze_embeddings=self.trainer.freeze_embeddings
+            base, heads.shape[1], len(SENTIMENTS), self.params, seed=self.trainer.seed, freeze_embeddings=self.trainer.freeze_embeddings
         )
         self.runtime_ = "torch"
         self._onnx_session = None
         sentiment_index = np.array([SENTIMENTS.index(s) if s is not None else -1 for s in sentiments], dtype=np.int64)
-        data = TrainingData(self._training_ids(texts, self.trainer.max_length), tag_matrix, sentiment_index, weight, self._pad_id)
+        data = TrainingData(self._training_ids(texts, self.trainer.max_length), heads, sentiment_index, weight, self._pad_id)
         fingerprint = hashlib.sha256(
-            json.dumps([asdict(self.params), list(texts), tag_matrix.tolist(), sentiment_index.tolist(), weight.round(6).tolist()]).encode()
+            json.dumps([asdict(self.params), list(texts), heads.tolist(), sentiment_index.tolist(), weight.round(6).tolist()]).encode()
         ).hexdigest()
         eval_fn = None
         if callbacks:
@@ -453,9 +480,13 @@ class TransformerClassifier(TagClassifier):
             from kesheng.models import transformer_torch
 
             self._torch_module = transformer_torch.module_from_arrays(
-                self.encoder_config_, self._weights_path, len(self.taxonomy_.names), len(SENTIMENTS), self.params
+                self.encoder_config_, self._weights_path, self._n_binary_heads, len(SENTIMENTS), self.params
             )
         return self._torch_module
+
+    @property
+    def _n_binary_heads(self) -> int:
+        return len(self.taxonomy_.names) + int(self.has_escalate)
 
     # persistence
 
@@ -515,7 +546,7 @@ class TransformerClassifier(TagClassifier):
         except Exception as exc:  # safetensors raises its own error types for truncated files
             raise ModelLoadError(f"{path}: unreadable weights ({exc})") from exc
         hidden = self.encoder_config_.get("hidden_size")
-        n_tags = len(self.taxonomy_.names)
+        n_tags = self._n_binary_heads
         expected = {
             "tag_head.weight": (n_tags, hidden),
             "tag_head.bias": (n_tags,),

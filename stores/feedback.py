@@ -22,7 +22,7 @@ from kesheng.models.schema import SENTIMENTS
 
 __all__ = ["FeedbackRecord", "FeedbackStore", "FeedbackStoreError"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added `escalate`; a version-1 store is migrated in place when opened
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS feedback (
     sentiment TEXT,
     model_version TEXT,
     annotator TEXT,
-    note TEXT
+    note TEXT,
+    escalate INTEGER
 );
 CREATE TABLE IF NOT EXISTS store_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -57,6 +58,7 @@ class FeedbackRecord:
     model_version: str | None  # the model whose output was corrected
     annotator: str | None
     note: str | None
+    escalate: bool | None = None  # None: escalation not judged
 
     def label(self, tag: str) -> int:
         """1 / 0 for a judged tag, -1 (unknown) for a tag the annotator never saw."""
@@ -81,6 +83,13 @@ class FeedbackStore:
                 "INSERT OR IGNORE INTO store_info (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
             version = self._db.execute("SELECT value FROM store_info WHERE key = 'schema_version'").fetchone()[0]
+            if version == "1":
+                # Old rows keep escalate NULL: not judged, never "no".
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("ALTER TABLE feedback ADD COLUMN escalate INTEGER")
+                self._db.execute("UPDATE store_info SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+                self._db.execute("COMMIT")
+                version = str(SCHEMA_VERSION)
         except sqlite3.DatabaseError as exc:
             raise FeedbackStoreError(f"{self.path}: cannot open as a label store ({exc})") from exc
         except OSError as exc:
@@ -99,6 +108,7 @@ class FeedbackStore:
         model_version: str | None = None,
         annotator: str | None = None,
         note: str | None = None,
+        escalate: bool | None = None,
     ) -> FeedbackRecord:
         """Store one correction; returns after the row is durable."""
         unknown = sorted(set(tags) - set(judged_tags))
@@ -117,30 +127,32 @@ class FeedbackStore:
             model_version,
             annotator,
             note,
+            None if escalate is None else int(bool(escalate)),
         )
         with self._lock:
             cursor = self._db.execute(
                 "INSERT INTO feedback (received_at, comment_id, text, tags, judged_tags, sentiment, model_version, "
-                "annotator, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "annotator, note, escalate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
             seq = cursor.lastrowid
         return FeedbackRecord(
-            seq, received_at, comment_id, text, tuple(tags), tuple(judged_tags), sentiment, model_version, annotator, note
+            seq, received_at, comment_id, text, tuple(tags), tuple(judged_tags), sentiment, model_version, annotator, note,
+            None if escalate is None else bool(escalate),
         )
 
     def records(self, after_seq: int = 0) -> Iterator[FeedbackRecord]:
         """Every stored correction in insertion order (optionally only those after `after_seq`)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, received_at, comment_id, text, tags, judged_tags, sentiment, model_version, annotator, note "
-                "FROM feedback WHERE seq > ? ORDER BY seq",
+                "SELECT seq, received_at, comment_id, text, tags, judged_tags, sentiment, model_version, annotator, note, "
+                "escalate FROM feedback WHERE seq > ? ORDER BY seq",
                 (after_seq,),
             ).fetchall()
-        for seq, received_at, comment_id, text, tags, judged, sentiment, version, annotator, note in rows:
+        for seq, received_at, comment_id, text, tags, judged, sentiment, version, annotator, note, escalate in rows:
             yield FeedbackRecord(
                 seq, received_at, comment_id, text, tuple(json.loads(tags)), tuple(json.loads(judged)), sentiment, version,
-                annotator, note,
+                annotator, note, None if escalate is None else bool(escalate),
             )
 
     def __len__(self) -> int:

@@ -120,9 +120,31 @@ def resolve_model(model: str | os.PathLike | None = None) -> Path:
     return Registry().incumbent()
 
 
+ESCALATE_THRESHOLD_ENV = "KESHENG_ESCALATE_THRESHOLD"
+
+
 def load_model(model: str | os.PathLike | None = None) -> TagClassifier:
-    """Load the model a command would use (see `resolve_model`); reads only JSON and safetensors."""
-    return load_model_dir(resolve_model(model))
+    """Load the model a command would use (see `resolve_model`); reads only JSON and safetensors.
+
+    $KESHENG_ESCALATE_THRESHOLD, when set, is this deployment's escalate operating point: every
+    command (tag, batch workers, the API, report) flags with it instead of the model's own
+    threshold. It is a runtime setting, never written into the model directory.
+    """
+    loaded = load_model_dir(resolve_model(model))
+    return loaded.override_escalate_threshold(escalate_threshold_from_env())
+
+
+def escalate_threshold_from_env() -> float | None:
+    raw = os.environ.get(ESCALATE_THRESHOLD_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise ModelLoadError(f"{ESCALATE_THRESHOLD_ENV}={raw!r}: expected a number between 0 and 1")
+    return value
 
 
 def known_taxonomy(model_version: str, registry: Registry | None = None) -> Taxonomy | None:

@@ -206,6 +206,22 @@ class TestFeedback:
         assert first.judged_tags == model.taxonomy_.names
         assert first.label("slow_response") == 1 and first.label("attitude") == 0 and first.label("billing") == -1
         assert second.sentiment is None and second.tags == ()
+        assert first.escalate is None  # not judged: unknown, not "no"
+
+    def test_a_corrected_escalate_flag_is_stored_and_read_by_training(self, api, tmp_path):
+        client = api()
+        body = {"text": "再不退款我就去12315投诉", "tags": ["unresolved"], "sentiment": "negative", "escalate": True}
+        assert client.post("/v1/feedback", json=body).status_code == 201
+        assert client.post("/v1/feedback", json={"text": "好", "tags": [], "escalate": "maybe"}).status_code == 422
+        with FeedbackStore(tmp_path / "feedback.sqlite3") as store:
+            (record,) = store.records()
+        assert record.escalate is True
+        from kesheng.models.schema import DEFAULT_TAXONOMY
+        from kesheng.training.config import LabelSource
+        from kesheng.training.sources import load_label_source
+
+        rows, _ = load_label_source(LabelSource("feedback", str(tmp_path / "feedback.sqlite3")), DEFAULT_TAXONOMY)
+        assert rows.escalate.tolist() == [1]
 
     @pytest.mark.parametrize(
         "body, loc, words",
@@ -242,6 +258,30 @@ def test_metrics_count_requests_tags_and_sentiments(api, model):
             assert f'kesheng_tags_assigned_total{{tag="{tag}"}} {float(count)}' in text
     negatives = sum(p.sentiment == "negative" for p in predictions)
     assert f'kesheng_sentiments_total{{sentiment="negative"}} {float(negatives)}' in text
+    escalated = sum(p.escalate is True for p in predictions)
+    assert escalated and f"kesheng_escalations_total {float(escalated)}" in text
+
+
+def test_results_carry_escalate_and_the_model_says_its_operating_point(api, model):
+    text = "第三次打电话了还是没人管，再不解决我就投诉到工信部！！！"
+    client = api(escalate_threshold=0.01)
+    (result, blank) = client.post("/v1/tag", json={"comments": [{"id": 1, "text": text}, {"id": 2, "text": " "}]}).json()["results"]
+    assert result["escalate"] is True and result["escalate_score"] == round(model.predict([text])[0].escalate_score, 4)
+    assert any(e["tag"] == "escalate" and text[e["start"] : e["end"]] == e["text"] for e in result["evidence"])
+    assert blank["escalate"] is None and blank["escalate_score"] is None
+    info = client.get("/v1/model").json()["escalate"]
+    assert info == {"threshold": 0.01, "model_threshold": model.escalate_threshold_, "overridden": True}
+    assert api().get("/v1/model").json()["escalate"]["overridden"] is False
+    # The override is the deployment's: the model object other tests share keeps its own threshold.
+    assert model.escalate_threshold_override is None
+
+
+def test_openapi_documents_escalate_with_a_chinese_example(api):
+    schema = api().get("/openapi.json").json()
+    result = schema["components"]["schemas"]["TagResult"]
+    assert "escalate" in result["properties"] and "需升级处理" in result["properties"]["escalate"]["description"]
+    example = result["examples"][0]
+    assert example["escalate"] is True and any(e["tag"] == "escalate" and "工信部" in e["text"] for e in example["evidence"])
 
 
 def test_request_ids_are_echoed_or_made(api):
@@ -272,6 +312,16 @@ class TestSettings:
             Settings.from_env({"KESHENG_MAX_COMMENTS": "many"})
         with pytest.raises(SettingsError, match="KESHENG_LOG_LEVEL"):
             Settings.from_env({"KESHENG_LOG_LEVEL": "loud"})
+        with pytest.raises(SettingsError, match="KESHENG_ESCALATE_THRESHOLD"):
+            Settings.from_env({"KESHENG_ESCALATE_THRESHOLD": "1.5"})
+        assert Settings.from_env({"KESHENG_ESCALATE_THRESHOLD": "0.2"}).escalate_threshold == 0.2
+
+    @pytest.mark.parametrize("variable", ["KESHENG_API_KEYS", "KESHENG_ADMIN_KEYS"])
+    @pytest.mark.parametrize("value", [",", " ", " , ", ",,"])
+    def test_a_key_variable_holding_no_key_fails_closed(self, variable, value):
+        # Set but empty after splitting is a mistake: it must not silently turn authentication off.
+        with pytest.raises(SettingsError, match=f"{variable} is set but holds no key"):
+            Settings.from_env({variable: value})
 
 
 def test_a_missing_model_fails_at_startup(tmp_path):

@@ -13,7 +13,10 @@ def check_prediction(p: Prediction, text, names):
     assert isinstance(p, Prediction)
     if not text.strip():
         assert p.sentiment is None and p.sentiment_scores is None and p.tags == []
+        assert p.escalate is None and p.escalate_score is None  # unknown, never "no"
         return
+    # Every model type here was trained with escalate labels, so every scored text gets the flag.
+    assert isinstance(p.escalate, bool) and 0.0 <= p.escalate_score <= 1.0
     assert set(p.scores) == set(names)
     assert all(0.0 <= v <= 1.0 and not math.isnan(v) for v in p.scores.values())
     assert set(p.sentiment_scores) == set(SENTIMENTS)
@@ -23,7 +26,7 @@ def check_prediction(p: Prediction, text, names):
     assert set(p.tags) <= set(names)
     utf16 = text.encode("utf-16-le")
     for e in p.evidence:
-        assert e.tag in p.tags
+        assert e.tag in p.tags or (e.tag == "escalate" and p.escalate)
         assert 0 <= e.start < e.end <= len(text)
         assert text[e.start : e.end] == e.text
         # What a JavaScript client slices with the UTF-16 offsets is the same span.
@@ -79,7 +82,10 @@ def test_evidence_offsets_index_the_original_text(any_model):
     assert p.evidence
     for e in p.evidence:
         assert text[e.start : e.end] == e.text
-        assert (e.start_utf16, e.end_utf16) == (e.start + 2, e.end + 2)  # two emoji before, two code units each
+        # Each emoji is two UTF-16 code units: the offsets a JavaScript client slices with.
+        assert e.start_utf16 == len(text[: e.start].encode("utf-16-le")) // 2
+        assert e.end_utf16 - e.start_utf16 == len(e.text.encode("utf-16-le")) // 2
+    assert any(e.start >= 2 and e.start_utf16 == e.start + 2 for e in p.evidence if e.tag in p.tags)
 
 
 def test_save_load_gives_identical_predictions(any_model, tmp_path):
@@ -94,5 +100,21 @@ def test_save_load_gives_identical_predictions(any_model, tmp_path):
 def test_to_dict_has_the_documented_keys(any_model):
     (p,) = any_model.predict(["等了半小时都没人接电话"])
     row = p.to_dict(id="T-1")
-    assert list(row) == ["id", "tags", "scores", "sentiment", "sentiment_scores", "evidence", "notes"]
+    assert list(row) == ["id", "tags", "scores", "sentiment", "sentiment_scores", "evidence", "notes", "escalate", "escalate_score"]
     assert row["id"] == "T-1"
+
+
+@pytest.mark.parametrize("threshold, expected", [(0.0, True), (1.0, False)])
+def test_the_escalate_threshold_decides_the_flag_and_an_override_is_never_saved(any_model, tmp_path, threshold, expected):
+    text = "第三次打电话了还是没人管，再不解决我就投诉到工信部！！！"
+    learned = any_model.escalate_threshold_
+    try:
+        any_model.override_escalate_threshold(threshold)
+        (p,) = any_model.predict([text])
+        assert p.escalate is expected and p.escalate_score < 1.0
+        assert any(e.tag == "escalate" for e in p.evidence) is expected
+        loaded = load_model(any_model.save(tmp_path / "copy"))
+        assert loaded.escalate_threshold_ == learned and loaded.escalate_threshold_override is None
+    finally:
+        any_model.override_escalate_threshold(None)
+    assert any_model.escalate_threshold == learned

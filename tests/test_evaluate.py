@@ -50,3 +50,28 @@ def test_a_tag_with_too_few_test_positives_is_warned_about(tmp_path):
     assert any("'slow_response' has 1 positive(s)" in w for w in warnings)
     assert any("'attitude' has 0 positive(s)" in w for w in warnings)
     assert "warning: tag 'slow_response'" in format_metrics(result.metrics["test"], DEFAULT_TAXONOMY)
+
+
+def test_escalate_threshold_is_the_highest_reaching_the_target_recall():
+    from kesheng.training.evaluate import choose_escalate_threshold
+
+    truth = np.array([1, 1, 1, 1, 0, 0, 0, -1], dtype=np.int8)
+    scores = [0.9, 0.8, 0.4, 0.2, 0.7, 0.3, 0.1, 0.99]
+    assert choose_escalate_threshold(truth, scores, 0.75, 2) == 0.4  # 3 of 4 positives kept
+    assert choose_escalate_threshold(truth, scores, 1.0, 2) == 0.2
+    assert choose_escalate_threshold(truth, scores, 0.75, 5) is None  # too few positives to choose
+
+
+def test_escalate_metrics_say_n_a_for_a_model_without_the_head():
+    from dataclasses import replace
+
+    rows = [(("slow_response",), "negative"), ((), "positive")]
+    tags = np.array([[int(n in t) for n in NAMES] for t, _ in rows], dtype=np.int8)
+    data = LabeledSet(["a", "b"], ["再不解决我就报警", "好"], tags, ["negative", "positive"], DEFAULT_TAXONOMY, [], None, np.array([1, 0], np.int8))
+    with_head = [replace(_prediction(t, s), escalate=e, escalate_score=float(e)) for (t, s), e in zip(rows, (True, False))]
+    metrics = evaluate_predictions(data, with_head)
+    assert metrics["escalate"]["available"] and metrics["escalate"]["f1"] == 1.0 and metrics["escalate"]["support"] == 1
+    assert "需升级处理" in format_metrics(metrics, DEFAULT_TAXONOMY)
+    without = evaluate_predictions(data, [_prediction(t, s) for t, s in rows])
+    assert without["escalate"]["available"] is False
+    assert "escalate: n/a" in format_metrics(without, DEFAULT_TAXONOMY)

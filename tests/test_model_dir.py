@@ -92,3 +92,62 @@ def test_label_missing_threshold(copy):
 def test_save_refuses_to_overwrite(model, model_dir):
     with pytest.raises(FileExistsError):
         model.save(model_dir)
+
+
+def test_a_model_saved_before_the_escalate_head_loads_and_says_unknown(copy):
+    from safetensors.numpy import load_file, save_file
+
+    edit_json(copy / "labels.json", lambda d: d.pop("escalate"))
+    arrays = load_file(str(copy / "weights.safetensors"))
+    arrays["coef"], arrays["intercept"] = arrays["coef"][:, :-1].copy(), arrays["intercept"][:-1].copy()
+    coef_columns = arrays["coef"].shape[1]
+    save_file(arrays, str(copy / "weights.safetensors"))
+    model = load_model(copy)
+    assert coef_columns == 4 + 3 and not model.has_escalate
+    (p,) = model.predict(["再不解决我就投诉到工信部！！！"])
+    assert p.escalate is None and p.escalate_score is None and p.tags is not None
+
+
+@pytest.mark.parametrize("entry, words", [({"threshold": 1.5}, "escalate"), ({"threshold": "high"}, "escalate"), ({}, "escalate"), (0.3, "escalate")])
+def test_a_malformed_escalate_entry_is_named(copy, entry, words):
+    edit_json(copy / "labels.json", lambda d: d.update(escalate=entry))
+    with pytest.raises(ModelLoadError, match=words):
+        load_model(copy)
+
+
+def test_labels_with_an_escalate_head_the_weights_lack(copy):
+    from safetensors.numpy import load_file, save_file
+
+    arrays = load_file(str(copy / "weights.safetensors"))
+    arrays["coef"], arrays["intercept"] = arrays["coef"][:, :-1].copy(), arrays["intercept"][:-1].copy()
+    save_file(arrays, str(copy / "weights.safetensors"))
+    with pytest.raises(ModelLoadError, match="coef has shape"):
+        load_model(copy)
+
+
+def test_the_deployment_escalate_threshold_comes_from_the_environment(model_dir, monkeypatch):
+    from kesheng.stores.registry import load_model as load_for_a_command
+
+    monkeypatch.setenv("KESHENG_ESCALATE_THRESHOLD", "0.05")
+    model = load_for_a_command(model_dir)
+    assert model.escalate_threshold == 0.05 and model.escalate_threshold_ != 0.05
+    monkeypatch.setenv("KESHENG_ESCALATE_THRESHOLD", "very")
+    with pytest.raises(ModelLoadError, match="KESHENG_ESCALATE_THRESHOLD"):
+        load_for_a_command(model_dir)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"batch_size": 0}, {"batch_size": 1e18}, {"max_evidence": -5}, {"tag_c": "big"}, {"features": {"char_ngram_min": -3}}, {"features": {"char_ngram_min": 4, "char_ngram_max": 2}}],
+)
+def test_numeric_params_that_would_break_predict_are_refused_at_load(copy, change):
+    def apply(meta):
+        for key, value in change.items():
+            if isinstance(value, dict):
+                meta["params"][key].update(value)
+            else:
+                meta["params"][key] = value
+
+    edit_json(copy / "meta.json", apply)
+    with pytest.raises(ModelLoadError, match="params"):
+        load_model(copy)

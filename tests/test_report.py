@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kesheng.analysis.charts import cjk_font_name
-from kesheng.analysis.report import ReportError, ReportOptions, breakdown_table, build_report, problem_table, write_report
+from kesheng.analysis.report import ReportError, ReportOptions, breakdown_table, build_report, escalation_summary, problem_table, write_report
 from kesheng.cli.main import app
 from kesheng.serve.batch import TagFileOptions, tag_file
 from tests.batch_helpers import survey_rows, write_rows
@@ -257,3 +257,44 @@ def test_html_report_embeds_the_cjk_glyphs_it_uses(tagged_csv, tmp_path):
     cmap = font.getBestCmap()
     assert all(ord(ch) in cmap for ch in "问题类型分布响应缓慢代表性评论")
     assert len(cmap) < 2000  # a subset: only what the page uses
+
+
+ANGRY = ["你们这群骗子，再不退钱我就报警，还要去12315投诉！！！", "再这样下去我就携号转网，TMD什么破服务", "第三次打电话了还是没人管，再不解决我就投诉到工信部！！！"]
+
+
+def test_escalated_comments_come_first_with_their_count_and_share(model, tmp_path):
+    rows = survey_rows(40) + [{"resp_id": f"A{i}", "channel": "app", "date": "2025-03-01", "text": t} for i, t in enumerate(ANGRY)]
+    source = write_rows(tmp_path / "in.csv", rows)
+    tag_file(model, source, tmp_path / "tagged.csv", TagFileOptions(id_field="resp_id"))
+    data = build_report(tmp_path / "tagged.csv", _options())
+    texts = [r["text"] for r in rows if r["text"] and r["text"].strip()]
+    predictions = model.predict(texts)
+    expected = sum(p.escalate for p in predictions)
+    assert expected >= 2 and data.escalated == expected and data.escalate_known == len(texts)
+    scores = [e["score"] for e in data.escalations]
+    assert scores == sorted(scores, reverse=True)  # the most urgent first
+    top = max(zip(predictions, texts), key=lambda pt: pt[0].escalate_score if pt[0].escalate else -1)[1]
+    assert data.escalations[0]["text"] == top
+    written = write_report(data, [tmp_path / "r.html", tmp_path / "r.md"])
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert page.index("需升级处理") < page.index("一、问题类型分布")
+    assert f"{expected} 条评论需升级处理" in page and "<mark>" in page.split("一、问题类型分布")[0]
+    assert "需升级处理" in (tmp_path / "r.md").read_text(encoding="utf-8") and written.files
+
+
+def test_files_tagged_without_the_escalate_head_say_so_and_old_files_have_no_section(model, tmp_path):
+    source = write_rows(tmp_path / "in.csv", survey_rows(20))
+    tag_file(model, source, tmp_path / "tagged.csv", TagFileOptions(id_field="resp_id"))
+    with open(tmp_path / "tagged.csv", encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for name, change in (("no_head.csv", lambda r: r.update(escalate="", escalate_score="")), ("old.csv", lambda r: [r.pop(k) for k in ("escalate", "escalate_score")])):
+        for row in rows:
+            change(row)
+        with open(tmp_path / name, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    no_head = build_report(tmp_path / "no_head.csv", _options())
+    assert no_head.escalate_known == 0 and "无法统计" in escalation_summary(no_head)
+    old = build_report(tmp_path / "old.csv", _options())
+    assert old.escalate_known is None and escalation_summary(old) is None

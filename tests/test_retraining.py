@@ -264,7 +264,7 @@ class TestLabelSources:
                 store.append(text, ["opacity"], DEFAULT_TAXONOMY.names, "negative")
         config = TrainConfig(label_sources=[LabelSource("feedback", str(tmp_path / "f.sqlite3"))])
         result = train(config)
-        seed_rows = sum(1 for line in open(config.train_files[0], encoding="utf-8") if line.strip())
+        seed_rows = sum(1 for path in config.train_files for line in open(path, encoding="utf-8") if line.strip())
         counts = result.metrics["data"]
         assert counts["n_fit"] + counts["n_dev"] + counts["n_test"] == seed_rows + 6
 
@@ -377,7 +377,11 @@ class TestSuggest:
 
         config = ElementTree.fromstring((tmp_path / "tasks.label_config.xml").read_text(encoding="utf-8"))
         controls = {c.get("name"): c for c in config.iter("Choices")}
-        assert set(controls) == {"tags", "sentiment"} and controls["tags"].get("choice") == "multiple"
+        assert set(controls) == {"tags", "sentiment", "escalate"} and controls["tags"].get("choice") == "multiple"
+        assert {c.get("value") for c in controls["escalate"].iter("Choice")} == {"yes", "no"}
+        # The pre-annotation answers the escalate control with one of its own choices.
+        escalate = [r for r in tasks[0]["predictions"][0]["result"] if r["from_name"] == "escalate"]
+        assert len(escalate) == 1 and escalate[0]["value"]["choices"][0] in ("yes", "no")
         assert [c.get("value") for c in controls["tags"]] == list(DEFAULT_TAXONOMY.names)
         assert "响应缓慢" in controls["tags"][0].get("html")
         predicted = {v for t in tasks for r in t["predictions"][0]["result"] for v in r["value"]["choices"]}
@@ -398,3 +402,91 @@ def test_model_directories_carry_a_card(model_dir, model):
     card = (model_dir / CARD_FILE).read_text(encoding="utf-8")
     assert model.meta_["model_version"] in card and "响应缓慢" in card and "Macro-F1" in card
     assert os.path.getsize(model_dir / CARD_FILE) > 500
+
+
+class TestEscalateInTheLoop:
+    """Escalate goes through the same retraining loop as the tags: files, tools, compare, promote."""
+
+    def test_a_label_file_may_label_escalate_alone_by_id_or_with_texts(self, tmp_path):
+        by_id = write_jsonl(tmp_path / "esc.jsonl", [{"id": "stc3-1", "escalate": 1}, {"id": "stc3-2", "escalate": 0}])
+        rows = read_label_file(by_id)
+        assert [r["escalate"] for r in rows] == [1, 0] and all(r["slow_response"] == -1 and r["sentiment"] is None for r in rows)
+        bad = write_jsonl(tmp_path / "bad.jsonl", [{"id": "stc3-1", "escalate": "yes"}, {"id": "stc3-2"}])
+        with pytest.raises(DataValidationError) as error:
+            read_label_file(bad)
+        assert "escalate not 0/1" in str(error.value) and "no labels" in str(error.value)
+        with_texts = load_labeled(write_jsonl(tmp_path / "t.jsonl", [{"text": "我要投诉到工信部", "escalate": 1}, {"text": "还行", "escalate": ""}]))
+        assert with_texts.escalate.tolist() == [1, -1] and (with_texts.tags == -1).all()
+
+    def test_files_joined_by_id_merge_escalate_by_the_one_rule(self):
+        base = {name: -1 for name in DEFAULT_TAXONOMY.names}
+        a = [{"id": "x", "sentiment": "negative", "split": "train", "escalate": 1, **base}]
+        b = [{"id": "x", "sentiment": None, "escalate": 0, **base}]
+        (row,), conflicts = merge_label_rows({"a.jsonl": a, "b.jsonl": b}, DEFAULT_TAXONOMY)
+        assert row["escalate"] == -1 and [c.field for c in conflicts] == ["escalate"]
+
+    def test_label_studio_and_argilla_escalate_choices(self, tmp_path):
+        def annotation(escalate):
+            return {"result": [{"from_name": "tags", "value": {"choices": ["unresolved"]}}, {"from_name": "escalate", "value": {"choices": [escalate]}}]}
+
+        tasks = [
+            {"id": 1, "data": {"text": "再不解决就找媒体曝光"}, "annotations": [annotation("yes"), annotation("需升级处理")]},
+            {"id": 2, "data": {"text": "问题还没解决"}, "annotations": [annotation("no"), annotation("yes")]},
+        ]
+        path = tmp_path / "ls.json"
+        path.write_text(json.dumps(tasks, ensure_ascii=False), encoding="utf-8")
+        data, conflicts = load_label_source(LabelSource("label_studio", str(path)), DEFAULT_TAXONOMY)
+        assert data.escalate.tolist() == [1, -1] and [c.field for c in conflicts] == ["escalate"]
+        record = {"id": "r1", "fields": {"text": "骗子公司"}, "responses": {"escalate": [{"value": "yes", "status": "submitted"}]}}
+        path = tmp_path / "argilla.jsonl"
+        path.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+        data, _ = load_label_source(LabelSource("argilla", str(path)), DEFAULT_TAXONOMY)
+        assert data.escalate.tolist() == [1]
+        path.write_text(json.dumps({**record, "responses": {"escalate": [{"value": "maybe"}]}}, ensure_ascii=False), encoding="utf-8")
+        with pytest.raises(DataValidationError, match="escalate not yes/no"):
+            load_label_source(LabelSource("argilla", str(path)), DEFAULT_TAXONOMY)
+
+    def test_a_version_1_feedback_store_is_migrated_and_old_rows_stay_unjudged(self, tmp_path):
+        import sqlite3
+
+        path = tmp_path / "old.sqlite3"
+        db = sqlite3.connect(path)  # a store as kesheng wrote it before escalate existed
+        db.executescript(
+            "CREATE TABLE feedback (seq INTEGER PRIMARY KEY AUTOINCREMENT, received_at TEXT NOT NULL, comment_id TEXT, "
+            "text TEXT NOT NULL, tags TEXT NOT NULL, judged_tags TEXT NOT NULL, sentiment TEXT, model_version TEXT, annotator TEXT, note TEXT);"
+            "CREATE TABLE store_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "INSERT INTO store_info VALUES ('schema_version', '1');"
+            "INSERT INTO feedback (received_at, text, tags, judged_tags, sentiment) VALUES "
+            "('2026-11-01T00:00:00', '等了很久', '[\"slow_response\"]', '[\"slow_response\", \"unresolved\", \"attitude\", \"opacity\"]', 'negative');"
+        )
+        db.close()
+        with FeedbackStore(path) as store:
+            store.append("我要报警", [], DEFAULT_TAXONOMY.names, escalate=True)
+            old, new = store.records()
+        assert old.escalate is None and new.escalate is True
+
+    def test_check_labels_counts_escalate(self, tmp_path):
+        path = write_jsonl(tmp_path / "l.jsonl", [{"text": "投诉到工信部", "escalate": 1, "sentiment": "negative"}, {"text": "还行", "escalate": 0}])
+        result = runner.invoke(app, ["check-labels", "--data", str(path)])
+        assert result.exit_code == 0, result.output
+        assert "escalate           labeled      2  positive      1" in result.output
+
+    def test_the_threshold_is_tuned_on_dev_for_recall_and_reported(self, trained, model):
+        result, _ = trained
+        dev = result.metrics["dev_before_refit"]["escalate"]
+        assert dev["available"] and dev["recall"] >= TrainConfig().escalate_recall
+        assert 0.0 < model.escalate_threshold_ < 1.0
+        assert result.metrics["test"]["escalate"]["available"]
+
+    def test_promotion_is_refused_when_the_candidate_loses_the_escalate_head(self, model, tmp_path):
+        from kesheng.training.compare import promotion_check
+
+        rows = [json.loads(line) for line in open(TrainConfig().train_files[0], encoding="utf-8")]
+        no_escalate = write_jsonl(tmp_path / "no_escalate.jsonl", [{k: v for k, v in r.items() if k != "escalate"} for r in rows])
+        candidate = train(TrainConfig(train_files=[str(no_escalate)])).model
+        assert not candidate.has_escalate
+        data = load_labeled(write_jsonl(tmp_path / "t.jsonl", [labeled("等了一个小时都没人回复", ["slow_response"]) | {"escalate": 0}]))
+        check = promotion_check(model, candidate, data)
+        assert not check.allowed and "escalate head lost" in check.summary
+        assert "escalate F1" in format_comparison(compare_models(model, model, load_labeled(write_jsonl(tmp_path / "e.jsonl", [
+            labeled("再不解决我就投诉到工信部！！！", ["unresolved"]) | {"escalate": 1}, labeled("还行", [], "neutral") | {"escalate": 0}]))))

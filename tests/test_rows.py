@@ -13,6 +13,7 @@ from kesheng.models.rows import (
     note_kind,
     prediction_columns,
     split_notes,
+    tag_columns,
 )
 
 TAGS = ("slow_response", "unresolved", "attitude", "opacity")
@@ -48,3 +49,17 @@ def test_flat_row_and_jsonl_record_describe_the_same_prediction(model):
     assert back["channel"] == "app" and back["id"] == 7
     assert {c: back[c] for c in columns if c != "evidence"} == {c: flat[c] for c in columns if c != "evidence"}
     assert json.loads(back["evidence"]) == json.loads(flat["evidence"])
+
+
+def test_escalate_columns_say_unknown_as_an_empty_cell_never_as_no(model):
+    known, empty = model.predict(["再不解决我就投诉到工信部！！！", ""])
+    columns = prediction_columns(TAGS)
+    assert columns.index("escalate") == columns.index("sentiment_score") + 1 and "escalate_score" in columns
+    flat = dict(zip(columns, flat_values(known, TAGS)))
+    assert flat["escalate"] in (0, 1) and flat["escalate_score"] == round(known.escalate_score, 4)
+    blank = dict(zip(columns, flat_values(empty, TAGS)))
+    assert blank["escalate"] is None and blank["escalate_score"] is None
+    record = jsonl_fields(empty)
+    assert record["escalate"] is None and flat_from_record(record, TAGS)["escalate"] is None
+    # "escalate" is a flag with a score, not a tag: a reader never mistakes it for one.
+    assert tag_columns(columns) == list(TAGS)

@@ -127,15 +127,16 @@ def suggestion_records(suggestions: Sequence[Suggestion], rows: Sequence[dict], 
         records.append(
             {"id": row_id if row_id not in (None, "") else s.index + 1, "text": texts[s.index], "rank": s.rank,
              "uncertainty": round(s.uncertainty, 4), "reason": s.reason, "predicted_tags": s.prediction.tags,
-             "predicted_sentiment": s.prediction.sentiment}
+             "predicted_sentiment": s.prediction.sentiment, "predicted_escalate": s.prediction.escalate}
         )
     return records
 
 
 def label_studio_config(taxonomy: Taxonomy) -> str:
     """The Label Studio labeling interface the suggested tasks fit: the comment, a multi-choice
-    of the taxonomy's tags (machine names as values, Chinese names shown) and one sentiment.
-    The control names (`tags`, `sentiment`) are those the pre-annotations and the importer use."""
+    of the taxonomy's tags (machine names as values, Chinese names shown), one sentiment and the
+    escalate yes/no. The control names (`tags`, `sentiment`, `escalate`) are those the
+    pre-annotations and the importer use."""
     tags = "\n".join(f'    <Choice value="{escape(t.name)}" alias="{escape(t.name)}" hint="{escape(t.description)}" html="{escape(t.zh)} {escape(t.name)}"/>' for t in taxonomy.tags)
     sentiments = "\n".join(f'    <Choice value="{s}" html="{SENTIMENT_ZH[s]} {s}"/>' for s in SENTIMENTS)
     return (
@@ -145,6 +146,9 @@ def label_studio_config(taxonomy: Taxonomy) -> str:
         f'  <Choices name="tags" toName="text" choice="multiple" showInline="true">\n{tags}\n  </Choices>\n'
         '  <Header value="情感"/>\n'
         f'  <Choices name="sentiment" toName="text" choice="single" showInline="true">\n{sentiments}\n  </Choices>\n'
+        '  <Header value="需升级处理 (威胁投诉监管/媒体、辱骂、安全或钱款损害、愤怒销户)"/>\n'
+        '  <Choices name="escalate" toName="text" choice="single" showInline="true">\n'
+        '    <Choice value="yes" html="需升级处理 yes"/>\n    <Choice value="no" html="无需升级 no"/>\n  </Choices>\n'
         "</View>\n"
     )
 
@@ -175,6 +179,9 @@ def write_suggestions(records: list[dict], output: Path, model_version: str, tax
                               "result": [
                                   {"from_name": "tags", "to_name": "text", "type": "choices", "value": {"choices": r["predicted_tags"]}},
                                   {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [r["predicted_sentiment"]]}},
+                                  *([{"from_name": "escalate", "to_name": "text", "type": "choices",
+                                      "value": {"choices": ["yes" if r["predicted_escalate"] else "no"]}}]
+                                    if r.get("predicted_escalate") is not None else []),
                               ]}]}
             for r in records
         ]

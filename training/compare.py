@@ -104,6 +104,7 @@ def compare_models(
     if common:
         result["macro_f1_common_tags"] = _macro(common, data, tagged_a, tagged_b, resample)
     result["sentiment_macro_f1"] = _sentiment(data, predictions_a, predictions_b, resample)
+    result["escalate"] = _escalate(data, predictions_a, predictions_b, resample)
     return result
 
 
@@ -157,6 +158,27 @@ def _sentiment(data: LabeledSet, pa: list[Prediction], pb: list[Prediction], res
     }
 
 
+def _escalate(data: LabeledSet, pa: list[Prediction], pb: list[Prediction], resample: np.ndarray) -> dict:
+    """Escalate F1 and recall of both models on the rows labeled for it; a model without the
+    head has no entry (it cannot be scored, and a promote must not drop the head unnoticed)."""
+    labeled = np.flatnonzero(data.escalate >= 0)
+    result: dict = {"rows": int(len(labeled)), "in_a": bool(pa) and pa[0].escalate is not None, "in_b": bool(pb) and pb[0].escalate is not None}
+    if not len(labeled):
+        return result
+    y = data.escalate.astype(np.int64)
+    rows = labeled[resample[:, : len(labeled)] % len(labeled)]
+    flags = {}
+    for key, predictions in (("a", pa), ("b", pb)):
+        if all(predictions[i].escalate is not None for i in labeled):
+            flags[key] = p = np.array([int(bool(q.escalate)) for q in predictions])
+            result[key] = _interval(_f1_counts(y[labeled], p[labeled]), _f1_counts(y[rows], p[rows])).as_dict()
+            result[f"recall_{key}"] = float(_recall(y[labeled], p[labeled]))
+    if "a" in flags and "b" in flags:
+        a_s, b_s = _f1_counts(y[rows], flags["a"][rows]), _f1_counts(y[rows], flags["b"][rows])
+        result["b_minus_a"] = _interval(result["b"]["value"] - result["a"]["value"], b_s - a_s).as_dict()
+    return result
+
+
 def _cell(entry: dict | None) -> str:
     if not entry:
         return f"{'-':>21}"
@@ -189,6 +211,10 @@ def format_comparison(result: dict, show_examples: bool = True) -> str:
     s = result["sentiment_macro_f1"]
     if s.get("rows"):
         lines.append(f"{'sentiment macro-F1':<18}{s['rows']:>8}  {_cell(s['a'])}  {_cell(s['b'])}  {_diff(s['b_minus_a'])}  {s['disagreements']}")
+    e = result.get("escalate", {})
+    if e.get("rows"):
+        recalls = "/".join(f"{e[k]:.3f}" if k in e else "-" for k in ("recall_a", "recall_b"))
+        lines.append(f"{'escalate F1':<18}{e['rows']:>8}  {_cell(e.get('a'))}  {_cell(e.get('b'))}  {_diff(e.get('b_minus_a'))}  recall A/B {recalls}")
     only = [name for name, e in result["tags"].items() if e["in_a"] != e["in_b"]]
     if only:
         lines.append(f"tags in one model only: {only}")
@@ -208,18 +234,28 @@ def format_comparison(result: dict, show_examples: bool = True) -> str:
 class PromotionCheck:
     """Whether a candidate may replace the incumbent, from a paired comparison on labeled data."""
 
-    allowed: bool  # no headline score is lower
+    allowed: bool  # no headline score is lower, and the escalate head is not lost
     summary: str  # "macro-F1 +0.012, sentiment macro-F1 -0.003 vs <version>"
     comparison: dict  # the full `compare_models` result
 
 
 def promotion_check(incumbent: TagClassifier, candidate: TagClassifier, data: LabeledSet) -> PromotionCheck:
-    """Refuse a candidate whose macro-F1 over the common tags or sentiment macro-F1 is lower."""
+    """Refuse a candidate whose macro-F1 over the common tags, sentiment macro-F1 or escalate F1
+    (where the labels have escalate) is lower, or that has no escalate head where the incumbent has one."""
     result = compare_models(incumbent, candidate, data, n_examples=0)
     macro = result.get("macro_f1_common_tags", {}).get("b_minus_a", {}).get("value", 0.0)
     sentiment = result["sentiment_macro_f1"].get("b_minus_a", {}).get("value", 0.0)
-    summary = f"macro-F1 {macro:+.3f}, sentiment macro-F1 {sentiment:+.3f} vs {incumbent.meta_.get('model_version')}"
-    return PromotionCheck(allowed=macro >= 0 and sentiment >= 0, summary=summary, comparison=result)
+    summary = f"macro-F1 {macro:+.3f}, sentiment macro-F1 {sentiment:+.3f}"
+    allowed = macro >= 0 and sentiment >= 0
+    escalate = result["escalate"]
+    if incumbent.has_escalate and not candidate.has_escalate:
+        summary += ", escalate head lost (the candidate was trained without escalate labels)"
+        allowed = False
+    elif "b_minus_a" in escalate:
+        summary += f", escalate F1 {escalate['b_minus_a']['value']:+.3f}"
+        allowed = allowed and escalate["b_minus_a"]["value"] >= 0
+    summary += f" vs {incumbent.meta_.get('model_version')}"
+    return PromotionCheck(allowed=allowed, summary=summary, comparison=result)
 
 
 def score_intervals(data: LabeledSet, predictions: list[Prediction], n_bootstrap: int = 1000, seed: int = 0) -> dict:
@@ -252,4 +288,26 @@ def score_intervals(data: LabeledSet, predictions: list[Prediction], n_bootstrap
         p = np.array([SENTIMENTS.index(q.sentiment) for q in predictions])
         rows = labeled[resample[:, : len(labeled)] % len(labeled)]
         result["sentiment_macro_f1"] = _interval(float(_sentiment_macro_f1(y[labeled], p[labeled])), _sentiment_macro_f1(y[rows], p[rows])).as_dict()
+    labeled = np.flatnonzero(data.escalate >= 0)
+    if len(labeled) and all(predictions[i].escalate is not None for i in labeled):
+        y = data.escalate.astype(np.int64)
+        p = np.array([int(bool(q.escalate)) for q in predictions])
+        rows = labeled[resample[:, : len(labeled)] % len(labeled)]
+        result["escalate"] = {
+            "labeled": int(len(labeled)),
+            "positives": int((y[labeled] == 1).sum()),
+            "f1": _interval(_f1_counts(y[labeled], p[labeled]), _f1_counts(y[rows], p[rows])).as_dict(),
+            "recall": _interval(_recall(y[labeled], p[labeled]), _recall(y[rows], p[rows])).as_dict(),
+            "precision": _interval(_precision(y[labeled], p[labeled]), _precision(y[rows], p[rows])).as_dict(),
+        }
     return result
+
+
+def _recall(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    tp = ((y == 1) & (p == 1)).sum(axis=-1)
+    return tp / np.maximum((y == 1).sum(axis=-1), 1)
+
+
+def _precision(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    tp = ((y == 1) & (p == 1)).sum(axis=-1)
+    return tp / np.maximum((p == 1).sum(axis=-1), 1)

@@ -14,7 +14,7 @@ from kesheng.training.fine_tune import FineTuneArgs
 
 FINE_TUNE_FIELDS = {f.name for f in fields(FineTuneArgs)}
 
-__all__ = ["ColumnMap", "LabelSource", "TrainConfig", "bundled_config", "bundled_seed_corpus"]
+__all__ = ["ColumnMap", "LabelSource", "TrainConfig", "bundled_config", "bundled_seed_corpus", "bundled_seed_files"]
 
 
 def bundled_config() -> str:
@@ -23,8 +23,14 @@ def bundled_config() -> str:
 
 
 def bundled_seed_corpus() -> str:
-    """The team-written seed corpus: the default training set."""
+    """The team-written seed corpus (923 comments, every label including escalate)."""
     return str(resources.files("kesheng.training") / "seed" / "seed_corpus.jsonl")
+
+
+def bundled_seed_files() -> list[str]:
+    """The default training set: the seed corpus and the team-written escalation examples (160
+    comments, 90 escalated, 70 hard negatives: angry without a threat, crude words about a product)."""
+    return [bundled_seed_corpus(), str(resources.files("kesheng.training") / "seed" / "seed_escalate.jsonl")]
 
 
 @dataclass
@@ -33,6 +39,7 @@ class ColumnMap:
     id: str = "id"  # column with a unique row id; row numbers are used when absent
     sentiment: str = "sentiment"  # column with negative|neutral|positive
     tags: str = "tags"  # alternative to one 0/1 column per tag: a list of tag names per row
+    escalate: str = "escalate"  # 0/1 column: needs a person now (empty = not labeled); files without it train no escalate head
     group: str | None = None  # column naming each row's origin for per-group metrics; default: "source" if present, else the file name
 
 
@@ -46,6 +53,7 @@ class LabelSource:
     text_field: str = "text"  # Label Studio data key / Argilla field holding the comment
     tags_field: str = "tags"  # Label Studio choices control / Argilla question with the tags
     sentiment_field: str = "sentiment"  # Label Studio choices control / Argilla question with the sentiment
+    escalate_field: str = "escalate"  # Label Studio choices control / Argilla question with escalate (yes/no)
 
     def __post_init__(self):
         if self.kind not in LABEL_SOURCE_KINDS:
@@ -54,12 +62,12 @@ class LabelSource:
 
 @dataclass
 class TrainConfig:
-    train_files: list[str] = field(default_factory=lambda: [bundled_seed_corpus()])  # JSONL/CSV labeled data
+    train_files: list[str] = field(default_factory=bundled_seed_files)  # JSONL/CSV labeled data
     dev_file: str | None = None  # thresholds are tuned here; split off the training data when absent
     test_file: str | None = None  # metrics are measured here; split off the training data when absent
     corpus_labels: list[str] = field(default_factory=list)  # label files by corpus id; their split field routes rows to train/dev/test
     corpus_dir: str | None = None  # public corpora for corpus_labels ($KESHENG_CORPUS_DIR when None)
-    report_labels: list[str] = field(default_factory=list)  # label files by corpus id whose test rows are only measured after training (never used for a choice), e.g. the independent test set
+    report_labels: list[str | list[str]] = field(default_factory=list)  # label files by corpus id whose test rows are only measured after training (never used for a choice), e.g. the independent test set; a list entry joins files labeling the same comments (tags + escalate)
     weak_rows: int = 0  # unlabeled corpus comments added with weak labels (needs corpus_labels); 0 = off
     weak_weight: float = 0.1  # each weak row's weight relative to a hand label
     weak_tags: bool = False  # also train tags on weak labels (off: on dev they helped sentiment only)
@@ -77,6 +85,7 @@ class TrainConfig:
     min_positives_for_threshold: int = 5  # fewer dev positives than this: keep threshold 0.5
     min_test_positives: int = 10  # a tag with fewer test positives gets a warning: its F1 is mostly noise
     threshold_bounds: tuple[float, float] = (0.1, 0.9)  # tuned thresholds are clipped to this range
+    escalate_recall: float = 0.9  # the escalate threshold is the highest whose dev recall reaches this: a missed angry customer costs more than a needless look
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,7 +133,7 @@ class TrainConfig:
 
         config.train_files = [resolve(p) for p in config.train_files]
         config.corpus_labels = [resolve(p) for p in config.corpus_labels]
-        config.report_labels = [resolve(p) for p in config.report_labels]
+        config.report_labels = [resolve(p) if isinstance(p, str) else [resolve(q) for q in p] for p in config.report_labels]
         config.dev_file = resolve(config.dev_file) if config.dev_file else None
         config.test_file = resolve(config.test_file) if config.test_file else None
         config.taxonomy = resolve(config.taxonomy) if config.taxonomy else None

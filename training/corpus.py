@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from kesheng.models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy
+from kesheng.models.schema import DEFAULT_TAXONOMY, ESCALATE, SENTIMENTS, Taxonomy
 from kesheng.training.data import DataValidationError, LabelConflict, LabeledSet, Problems, merge_field
 
 __all__ = [
@@ -38,7 +38,7 @@ __all__ = [
 
 SPLITS = ("train", "dev", "test")
 # Fields a label file may carry besides the tags and the sentiment.
-LABEL_EXTRA_FIELDS = {"id", "sentiment", "split", "note"}
+LABEL_EXTRA_FIELDS = {"id", "sentiment", ESCALATE, "split", "note"}
 
 CORPUS_ENV = "KESHENG_CORPUS_DIR"
 SOURCES = {
@@ -130,10 +130,15 @@ def read_label_file(path: str | os.PathLike, taxonomy: Taxonomy = DEFAULT_TAXONO
                 problems.add("not an object with a string 'id'", f"line {number}")
                 continue
             where = f"line {number} (id {raw['id']})"
-            row = {"id": raw["id"], "sentiment": raw.get("sentiment"), **{name: -1 for name in taxonomy.names}}
+            row = {"id": raw["id"], "sentiment": raw.get("sentiment"), ESCALATE: raw.get(ESCALATE, -1), **{name: -1 for name in taxonomy.names}}
+            if row[ESCALATE] is None:
+                row[ESCALATE] = -1
             if "split" in raw:
                 row["split"] = raw["split"]
-            labeled = row["sentiment"] is not None
+            labeled = row["sentiment"] is not None or row[ESCALATE] in (0, 1)
+            if row[ESCALATE] not in (-1, 0, 1) or isinstance(row[ESCALATE], bool):
+                problems.add("escalate not 0/1 (null = not labeled)", f"{where}: {row[ESCALATE]!r}", at=where)
+                row[ESCALATE] = -1
             unknown = sorted(k for k in raw if k not in LABEL_EXTRA_FIELDS and not taxonomy.is_label_name(k))
             if unknown:
                 problems.add(
@@ -160,7 +165,7 @@ def read_label_file(path: str | os.PathLike, taxonomy: Taxonomy = DEFAULT_TAXONO
             if "split" in row and row["split"] not in SPLITS:
                 problems.add(f"split not in {list(SPLITS)}", f"{where}: {row['split']!r}", at=where)
             if not labeled:
-                problems.add("no labels (no tag and no sentiment)", where)
+                problems.add("no labels (no tag, no sentiment, no escalate)", where)
             if row["id"] in seen:
                 problems.add("duplicate id", f"{where} repeats line {seen[row['id']]}", at=where)
             else:
@@ -178,7 +183,7 @@ def merge_label_rows(files: dict[str, list[dict]], taxonomy: Taxonomy) -> tuple[
     labels kept, disagreeing ones left unlabeled and reported). Different splits for one id
     would leak test comments into training, so that is an error.
     """
-    fields = (*taxonomy.names, "sentiment")
+    fields = (*taxonomy.names, "sentiment", ESCALATE)
     merged: dict[str, dict] = {}
     votes: dict[tuple[str, str], list[tuple[str, object]]] = defaultdict(list)
     problems = Problems("label files " + ", ".join(files))
@@ -190,7 +195,7 @@ def merge_label_rows(files: dict[str, list[dict]], taxonomy: Taxonomy) -> tuple[
                     problems.add("one id in two splits", f"{row['id']}: {current['split']} and {row['split']}")
                 current["split"] = row["split"]
             for field in fields:
-                if row[field] not in (-1, None):
+                if row.get(field, -1) not in (-1, None):
                     votes[(row["id"], field)].append((source, row[field]))
     if problems.rows:
         raise DataValidationError(problems.message())
@@ -265,5 +270,6 @@ def _join_corpus(
         taxonomy=taxonomy,
         warnings=warnings,
         sources=[source_of(r["id"]) for r in rows],
+        escalate=np.array([r[ESCALATE] for r in rows], dtype=np.int8),
     )
     return data, [r.get("split", "train") for r in rows]

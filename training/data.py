@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from kesheng.files.readers import InputFileError, open_reader
-from kesheng.models.schema import DEFAULT_TAXONOMY, SENTIMENTS, Taxonomy, sentiment_name
+from kesheng.models.schema import DEFAULT_TAXONOMY, ESCALATE, SENTIMENTS, Taxonomy, sentiment_name
 from kesheng.nlp import normalize
 from kesheng.nlp.normalize import is_emoji
 from kesheng.training.config import ColumnMap
@@ -40,9 +40,20 @@ class LabeledSet:
     taxonomy: Taxonomy
     warnings: list[str]
     sources: list[str] | None = None  # where each row comes from (stc3, waimai, seed...), for per-source metrics
+    escalate: np.ndarray | None = None  # (n,) int8: 1, 0, or -1 = not labeled; None = no row labeled
+
+    def __post_init__(self):
+        if self.escalate is None:
+            self.escalate = np.full(len(self.ids), -1, dtype=np.int8)
+        self.escalate = np.asarray(self.escalate, dtype=np.int8)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def has_escalate(self) -> bool:
+        """Whether any row is labeled for escalate (else a model trained on it gets no escalate head)."""
+        return bool((self.escalate >= 0).any())
 
     def subset(self, indices: Sequence[int]) -> "LabeledSet":
         idx = list(indices)
@@ -54,6 +65,7 @@ class LabeledSet:
             self.taxonomy,
             [],
             [self.sources[i] for i in idx] if self.sources is not None else None,
+            self.escalate[idx],
         )
 
     @staticmethod
@@ -66,6 +78,7 @@ class LabeledSet:
             parts[0].taxonomy,
             [w for p in parts for w in p.warnings],
             [s for p in parts for s in (p.sources or ["file"] * len(p))],
+            np.concatenate([p.escalate for p in parts]) if parts else None,
         )
 
 
@@ -97,7 +110,7 @@ class LabelConflict:
     """Annotations of one comment disagree on one field; the field is left unlabeled."""
 
     id: str
-    field: str  # a tag name or "sentiment"
+    field: str  # a tag name, "sentiment" or "escalate"
     values: tuple  # the differing values, in source order
     sources: tuple[str, ...]
 
@@ -156,21 +169,24 @@ def load_labeled(
     # column are unknown (-1) for this file: a file labeling one new tag is a valid source.
     tag_columns = {c: taxonomy.label_name(c) for c in available if taxonomy.is_label_name(c)}
     tag_columns = {c: name for c, name in tag_columns.items() if name is not None}
-    reserved = {columns.text, columns.id, columns.sentiment, columns.tags, columns.group, "split", "source"}
+    reserved = {columns.text, columns.id, columns.sentiment, columns.tags, columns.group, columns.escalate, "split", "source"}
     orphans = [c for c in available if c not in reserved and not taxonomy.is_label_name(c) and _looks_like_labels(rows, c)]
     if orphans:
         raise DataValidationError(
             f"{path}: columns {orphans} hold 0/1 labels but the taxonomy has no such tag (tags: {list(taxonomy.names)}); "
             "add them to the taxonomy, map them under \"renamed\", or list them under \"retired\" to drop them"
         )
-    per_tag = bool(tag_columns)
+    has_sentiment = columns.sentiment in available
+    has_escalate = columns.escalate in available
+    # A file labeling only escalate (or only sentiment + escalate) leaves every tag unknown.
+    per_tag = bool(tag_columns) or (has_escalate and columns.tags not in available)
     if not per_tag and columns.tags not in available:
         raise DataValidationError(
-            f"{path}: no tag labels: need 0/1 columns named after tags of {list(taxonomy.names)} "
-            f"or a list column {columns.tags!r}; columns are {available}"
+            f"{path}: no tag labels: need 0/1 columns named after tags of {list(taxonomy.names)}, "
+            f"a list column {columns.tags!r}, or an {columns.escalate!r} column; columns are {available}"
         )
-    has_sentiment = columns.sentiment in available
     problems = Problems(str(path))
+    escalate = np.full(len(rows), -1, dtype=np.int8)
     ids: list[str] = []
     texts: list[str] = []
     tags = np.full((len(rows), len(taxonomy.names)), -1 if per_tag else 0, dtype=np.int8)
@@ -194,6 +210,13 @@ def load_labeled(
         else:
             sentiment = sentiment_name(sentiment)
         sentiments.append(sentiment)
+        value = row.get(columns.escalate) if has_escalate else None
+        if value in _TRUE:
+            escalate[n] = 1
+        elif value in _FALSE:
+            escalate[n] = 0
+        elif value not in (None, ""):
+            problems.add(f"{columns.escalate!r} is not 0/1 (empty = not labeled)", f"{where}: {value!r}", at=where)
         if per_tag:
             for column, name in tag_columns.items():
                 value = row.get(column)
@@ -241,6 +264,9 @@ def load_labeled(
         for m in members:
             sentiments[m] = value
         conflicts += [conflict] if conflict else []
+        value, conflict = merge_field(ids[members[0]], ESCALATE, [(ids[m], int(escalate[m])) for m in members if escalate[m] >= 0])
+        escalate[members] = -1 if value is None else value
+        conflicts += [conflict] if conflict else []
         if conflicts:
             warnings += [f"{path}: the same text labeled differently, left unlabeled: {c.describe()}" for c in conflicts]
         else:
@@ -249,7 +275,7 @@ def load_labeled(
         raise DataValidationError(problems.message())
     group = columns.group or "source"
     sources = [str(row.get(group) or path.stem) for row in rows]
-    return LabeledSet(ids, texts, tags, sentiments, taxonomy, warnings, sources)
+    return LabeledSet(ids, texts, tags, sentiments, taxonomy, warnings, sources, escalate)
 
 
 def _looks_like_labels(rows: list[dict], column: str) -> bool:

@@ -11,7 +11,7 @@ from kesheng.models import Prediction, TagClassifier
 from kesheng.models.schema import SENTIMENTS, Taxonomy
 from kesheng.training.data import LabeledSet
 
-__all__ = ["choose_thresholds", "dev_score", "evaluate", "evaluate_predictions", "format_metrics"]
+__all__ = ["choose_escalate_threshold", "choose_thresholds", "dev_score", "escalate_metrics", "evaluate", "evaluate_predictions", "format_metrics"]
 
 
 # Zero-division policy (documented in the README): a precision with nothing predicted, a recall
@@ -97,6 +97,8 @@ def evaluate_predictions(data: LabeledSet, predictions: Sequence[Prediction], gr
             "confusion": {"labels": list(SENTIMENTS), "rows_true_cols_predicted": confusion.tolist()},
         },
     }
+    if data.has_escalate:
+        metrics["escalate"] = escalate_metrics(data, predictions)
     if groups is not None:
         metrics["by_group"] = {}
         for group in sorted(set(groups)):
@@ -108,6 +110,16 @@ def evaluate_predictions(data: LabeledSet, predictions: Sequence[Prediction], gr
                 "sentiment_macro_f1": sub["sentiment"]["macro_f1"],
             }
     return metrics
+
+
+def escalate_metrics(data: LabeledSet, predictions: Sequence[Prediction]) -> dict:
+    """Precision, recall and F1 of the escalate flag on the rows labeled for it; `available` is
+    False when the model has no escalate head (its predictions say None, which is not "no")."""
+    labeled = np.flatnonzero(data.escalate >= 0)
+    if not labeled.size or any(predictions[i].escalate is None for i in labeled):
+        return {"available": False, "n": int(labeled.size), "support": int((data.escalate == 1).sum())}
+    predicted = np.array([int(bool(predictions[i].escalate)) for i in labeled], dtype=np.int8)
+    return {"available": True, "n": int(labeled.size)} | _binary(data.escalate[labeled], predicted)
 
 
 def evaluate(model: TagClassifier, data: LabeledSet, groups: Sequence[str] | None = None) -> dict:
@@ -137,6 +149,21 @@ def choose_thresholds(
         best = max(grid, key=lambda t: (_binary(y, (scores >= t).astype(np.int8))["f1"] or 0.0, -abs(t - 0.5)))
         thresholds[name] = float(best)
     return thresholds
+
+
+def choose_escalate_threshold(truth: np.ndarray, scores: Sequence[float | None], target_recall: float, min_positives: int) -> float | None:
+    """The highest threshold whose recall on held-out labels reaches `target_recall`: escalation
+    is tuned for recall (a missed angry customer costs more than a needless look). None when too
+    few positives are labeled to choose (the caller keeps 0.5 and says so)."""
+    labeled = [i for i, y in enumerate(truth) if y >= 0 and scores[i] is not None]
+    y = np.array([truth[i] for i in labeled], dtype=np.int8)
+    values = np.array([scores[i] for i in labeled], dtype=np.float64)
+    positives = np.sort(values[y == 1])[::-1]
+    if len(positives) < min_positives:
+        return None
+    # Keeping the k highest-scoring positives needs a threshold at the k-th of them.
+    needed = int(np.ceil(target_recall * len(positives)))
+    return float(np.floor(positives[max(needed, 1) - 1] * 10000) / 10000)
 
 
 def dev_score(
@@ -184,6 +211,14 @@ def format_metrics(metrics: dict, taxonomy: Taxonomy) -> str:
     lines.append("sentiment confusion (rows true, cols predicted): " + "  ".join(s["confusion"]["labels"]))
     for label, row in zip(s["confusion"]["labels"], s["confusion"]["rows_true_cols_predicted"]):
         lines.append(f"  {label:<9}" + "".join(f"{v:>9d}" for v in row))
+    e = metrics.get("escalate")
+    if e is not None:
+        if e["available"]:
+            lines.append(
+                f"{'escalate':<16}{'需升级处理':<8}{_cell(e['precision'], 10)}{_cell(e['recall'], 8)}{_cell(e['f1'], 8)}{e['support']:>9d}{e['n']:>9d}"
+            )
+        else:
+            lines.append(f"escalate: n/a (the model has no escalate head; {e['support']} positives among {e['n']} labeled)")
     for group, g in metrics.get("by_group", {}).items():
         support = g.get("tag_support", {})
         tags = " ".join(f"{n}={_cell(f, 0, 2)}({support.get(n, '?')})" for n, f in g["tag_f1"].items())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from kesheng.models.schema import DEFAULT_TAXONOMY, Taxonomy
+from kesheng.models.schema import DEFAULT_TAXONOMY, ESCALATE, Taxonomy
 from kesheng.training.corpus import read_label_file, source_of
 
 __all__ = ["agreement", "cohen_kappa"]
@@ -43,7 +43,9 @@ def agreement(path_a: str, path_b: str, sample: bool = False, taxonomy: Taxonomy
         raise ValueError(f"the two files label different ids ({len(set(a) ^ set(b))} differ)")
     ids = sorted(a)
     report = {"n": len(ids), "fields": {}}
-    for field in (*taxonomy.names, "sentiment"):
+    # Escalate is compared when both files label it (it is often labeled in a file of its own).
+    both_escalate = any(a[i][ESCALATE] >= 0 for i in ids) and any(b[i][ESCALATE] >= 0 for i in ids)
+    for field in (*taxonomy.names, "sentiment", *([ESCALATE] if both_escalate else [])):
         x = [a[i][field] for i in ids]
         y = [b[i][field] for i in ids]
         disagreements = [i for i in ids if a[i][field] != b[i][field]]

@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from kesheng.models.schema import SENTIMENTS, Taxonomy, UnknownLabelError, sentiment_name
+from kesheng.models.schema import ESCALATE, ESCALATE_ZH, SENTIMENTS, Taxonomy, UnknownLabelError, sentiment_name
 from kesheng.stores.feedback import FeedbackStore, FeedbackStoreError
 from kesheng.training.config import LabelSource
 from kesheng.training.data import DataValidationError, LabelConflict, LabeledSet, Problems, dedupe_key, load_labeled, merge_field
@@ -33,6 +33,7 @@ class _Annotation:
     text: str
     tags: dict[str, int]  # judged tags only
     sentiment: str | None
+    escalate: int | None = None  # 1 / 0; None: not judged
 
 
 def load_label_source(source: LabelSource, taxonomy: Taxonomy) -> tuple[LabeledSet, list[LabelConflict]]:
@@ -56,7 +57,8 @@ def merge_by_text(sets: Iterable[LabeledSet], taxonomy: Taxonomy) -> tuple[Label
         for i in range(len(labeled)):
             tags = {name: int(labeled.tags[i, j]) for j, name in enumerate(taxonomy.names) if labeled.tags[i, j] >= 0}
             source = labeled.sources[i] if labeled.sources else "labels"
-            annotations.append((source, _Annotation(labeled.ids[i], labeled.texts[i], tags, labeled.sentiments[i])))
+            escalate = int(labeled.escalate[i]) if labeled.escalate[i] >= 0 else None
+            annotations.append((source, _Annotation(labeled.ids[i], labeled.texts[i], tags, labeled.sentiments[i], escalate)))
     groups: dict[str, list[tuple[str, _Annotation]]] = defaultdict(list)
     for source, annotation in annotations:
         groups[dedupe_key(annotation.text)].append((source, annotation))
@@ -74,6 +76,7 @@ def _rows(groups: list[list[tuple[str, _Annotation]]], taxonomy: Taxonomy) -> tu
     """One row per group of annotations of one comment, each field merged by `merge_field`."""
     ids, texts, sentiments, sources = [], [], [], []
     tags = np.full((len(groups), len(taxonomy.names)), -1, dtype=np.int8)
+    escalate = np.full(len(groups), -1, dtype=np.int8)
     conflicts: list[LabelConflict] = []
     for row, group in enumerate(groups):
         first_source, first = group[0]
@@ -87,8 +90,11 @@ def _rows(groups: list[list[tuple[str, _Annotation]]], taxonomy: Taxonomy) -> tu
         value, conflict = merge_field(first.key, "sentiment", [(s, a.sentiment) for s, a in group if a.sentiment is not None])
         sentiments.append(value)
         conflicts += [conflict] if conflict else []
+        value, conflict = merge_field(first.key, ESCALATE, [(s, a.escalate) for s, a in group if a.escalate is not None])
+        escalate[row] = -1 if value is None else value
+        conflicts += [conflict] if conflict else []
     warnings = [f"conflicting labels, left unlabeled: {c.describe()}" for c in conflicts]
-    return LabeledSet(ids, texts, tags, sentiments, taxonomy, warnings, sources), conflicts
+    return LabeledSet(ids, texts, tags, sentiments, taxonomy, warnings, sources, escalate), conflicts
 
 
 def _tag_names(values: Iterable, taxonomy: Taxonomy, where: str, problems: Problems) -> dict[str, int] | None:
@@ -116,6 +122,28 @@ def _sentiment(value, where: str, problems: Problems) -> str | None:
     return name
 
 
+# The choices an annotation tool offers for escalate (the labeling config kesheng writes uses
+# "yes"/"no"); 0/1, true/false and the Chinese names are read too.
+_ESCALATE_YES = {"yes", "1", "true", ESCALATE, ESCALATE_ZH, "需升级", "是"}
+_ESCALATE_NO = {"no", "0", "false", "无需升级", "不需升级", "否"}
+
+
+def _escalate(value, where: str, problems: Problems) -> int | None:
+    if isinstance(value, list):
+        value = value[0] if len(value) == 1 else (None if not value else value)
+    if value in (None, ""):
+        return None
+    if isinstance(value, bool) or value in (0, 1):
+        return int(value)
+    text = str(value).strip().lower() if isinstance(value, str) else None
+    if text in _ESCALATE_YES:
+        return 1
+    if text in _ESCALATE_NO:
+        return 0
+    problems.add("escalate not yes/no (or 1/0, 需升级处理/无需升级)", f"{where}: {value!r}", at=where)
+    return None
+
+
 def _read_feedback(path: Path, source: LabelSource, taxonomy: Taxonomy, problems: Problems):
     try:
         store = FeedbackStore(path)
@@ -134,7 +162,7 @@ def _read_feedback(path: Path, source: LabelSource, taxonomy: Taxonomy, problems
                 problems.add("labels for a tag the taxonomy does not define (rename or retire it)", f"{where}: {exc}", at=where)
                 continue
             key = record.comment_id or f"feedback-{record.seq}"
-            yield _Annotation(key, record.text, judged, record.sentiment)
+            yield _Annotation(key, record.text, judged, record.sentiment, None if record.escalate is None else int(record.escalate))
 
 
 def _load_json_records(path: Path) -> list:
@@ -179,21 +207,21 @@ def _read_label_studio(path: Path, source: LabelSource, taxonomy: Taxonomy, prob
                     choices = (result.get("value") or {}).get("choices")
                     if choices is not None:
                         chosen[result.get("from_name")].extend(choices)
-                judgments.append((chosen.get(source.tags_field, []), chosen.get(source.sentiment_field)))
+                judgments.append((chosen.get(source.tags_field, []), chosen.get(source.sentiment_field), chosen.get(source.escalate_field)))
         else:  # JSON-MIN: the choices are flattened into the row
             text = task.get(source.text_field)
             key = str(task.get("id", n))
             raw_tags = task.get(source.tags_field, [])
             if isinstance(raw_tags, dict):
                 raw_tags = raw_tags.get("choices", [])
-            judgments = [([raw_tags] if isinstance(raw_tags, str) else raw_tags, task.get(source.sentiment_field))]
+            judgments = [([raw_tags] if isinstance(raw_tags, str) else raw_tags, task.get(source.sentiment_field), task.get(source.escalate_field))]
         if not isinstance(text, str) or not text.strip():
             problems.add(f"no text in field {source.text_field!r}", where)
             continue
-        for raw_tags, raw_sentiment in judgments:
+        for raw_tags, raw_sentiment, raw_escalate in judgments:
             tags = _tag_names(raw_tags, taxonomy, where, problems)
             if tags is not None:
-                yield _Annotation(key, text, tags, _sentiment(raw_sentiment, where, problems))
+                yield _Annotation(key, text, tags, _sentiment(raw_sentiment, where, problems), _escalate(raw_escalate, where, problems))
 
 
 def _read_argilla(path: Path, source: LabelSource, taxonomy: Taxonomy, problems: Problems):
@@ -210,7 +238,7 @@ def _read_argilla(path: Path, source: LabelSource, taxonomy: Taxonomy, problems:
         else:
             submitted = {
                 question: list(record.get(f"{question}.responses") or [])
-                for question in (source.tags_field, source.sentiment_field)
+                for question in (source.tags_field, source.sentiment_field, source.escalate_field)
             }
             statuses = record.get(f"{source.tags_field}.responses.status")
             if statuses:
@@ -222,7 +250,8 @@ def _read_argilla(path: Path, source: LabelSource, taxonomy: Taxonomy, problems:
             continue
         tag_answers = submitted.get(source.tags_field, [])
         sentiment_answers = submitted.get(source.sentiment_field, [])
-        for k in range(max(len(tag_answers), len(sentiment_answers))):
+        escalate_answers = submitted.get(source.escalate_field, [])
+        for k in range(max(len(tag_answers), len(sentiment_answers), len(escalate_answers))):
             tags: dict[str, int] | None = {}
             if k < len(tag_answers):
                 answer = tag_answers[k]
@@ -230,7 +259,8 @@ def _read_argilla(path: Path, source: LabelSource, taxonomy: Taxonomy, problems:
             if tags is None:
                 continue
             sentiment = _sentiment(sentiment_answers[k], where, problems) if k < len(sentiment_answers) else None
-            yield _Annotation(key, text, tags, sentiment)
+            escalate = _escalate(escalate_answers[k], where, problems) if k < len(escalate_answers) else None
+            yield _Annotation(key, text, tags, sentiment, escalate)
 
 
 @dataclass

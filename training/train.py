@@ -16,7 +16,7 @@ from kesheng.training.compare import score_intervals
 from kesheng.training.config import TrainConfig
 from kesheng.training.corpus import load_corpus_labels, load_corpus_splits, read_corpus, read_label_file
 from kesheng.training.data import LabeledSet, dedupe_key, group_split, load_labeled
-from kesheng.training.evaluate import DevScore, choose_thresholds, evaluate_predictions
+from kesheng.training.evaluate import DevScore, choose_escalate_threshold, choose_thresholds, evaluate_predictions
 from kesheng.training.fine_tune import FineTuner
 from kesheng.training.weak import WeakLabeler, polarity_votes
 
@@ -43,14 +43,14 @@ def _fit(
     model: TagClassifier, data: LabeledSet, weak: LabeledSet | None, weak_weight: float, config: TrainConfig, dev: LabeledSet | None = None
 ) -> TagClassifier:
     if weak is None or len(weak) == 0:
-        texts, tags, sentiments, weights = data.texts, data.tags, data.sentiments, None
+        both, weights = data, None
     else:
         both = LabeledSet.concat([data, weak])
-        texts, tags, sentiments = both.texts, both.tags, both.sentiments
         weights = np.concatenate([np.ones(len(data)), np.full(len(weak), weak_weight)])
     # Models that train in epochs keep the one dev scores best, with the threshold tuning the pipeline applies after.
     callbacks = [DevScore(dev, config.min_positives_for_threshold, config.threshold_bounds)] if dev is not None and len(dev) else []
-    return model.fit(texts, tags, sentiments, sample_weight=weights, callbacks=callbacks)
+    escalate = both.escalate if both.has_escalate else None
+    return model.fit(both.texts, both.tags, both.sentiments, sample_weight=weights, callbacks=callbacks, escalate=escalate)
 
 
 def _weak_rows(config: TrainConfig, hand_train: LabeledSet | None, labeled_ids: set[str], held_out_ids: set[str], taxonomy: Taxonomy) -> LabeledSet | None:
@@ -115,6 +115,33 @@ def _source_rows(config: TrainConfig, taxonomy: Taxonomy, held_out: set[str]) ->
     return merged.subset(keep)
 
 
+def _tune_escalate(model: TagClassifier, dev: LabeledSet, dev_predictions: list, config: TrainConfig) -> float | None:
+    """Set the escalate threshold for `config.escalate_recall` on dev; None when the model has no
+    head or dev has too few escalate positives to choose (the threshold stays 0.5, with a warning)."""
+    if not model.has_escalate:
+        if dev.has_escalate:
+            log.warning("dev has escalate labels but the training rows have none (or one class only): no escalate head")
+        return None
+    threshold = choose_escalate_threshold(
+        dev.escalate, [p.escalate_score for p in dev_predictions], config.escalate_recall, config.min_positives_for_threshold
+    )
+    if threshold is None:
+        positives = int((dev.escalate == 1).sum())
+        log.warning("escalate: %d dev positive(s), fewer than %d: threshold kept at 0.5, not tuned for recall", positives, config.min_positives_for_threshold)
+        return None
+    model.set_escalate_threshold(threshold)
+    return threshold
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _report_name(paths: str | list[str]) -> str:
+    """A report-only label set is named after its (first) file: independent_test, ..."""
+    return Path(paths if isinstance(paths, str) else paths[0]).stem
+
+
 def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: bool = False) -> TrainResult:
     """Fit, tune thresholds on dev, refit, measure on test, save (when output_dir is given)."""
     started = time.perf_counter()
@@ -156,7 +183,9 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
 
     hand_labeled_ids = {i for part in splits.values() for i in part.ids}
     held_out_ids = {i for name in ("dev", "test") if name in splits for i in splits[name].ids}
-    held_out_ids |= {row["id"] for path in config.report_labels for row in read_label_file(path, taxonomy)}
+    held_out_ids |= {
+        row["id"] for paths in config.report_labels for path in ([paths] if isinstance(paths, str) else paths) for row in read_label_file(path, taxonomy)
+    }
     weak = _weak_rows(config, splits.get("train"), hand_labeled_ids, held_out_ids, taxonomy) if config.weak_rows else None
     log.info("stage 2/6: fitting %s on %d comments (+%d weak), dev %d, test %d", config.model_type, len(fit_part), len(weak) if weak is not None else 0, len(dev), len(test))
     model = _fit(build_model(config, taxonomy), fit_part, weak, config.weak_weight, config, dev)
@@ -166,11 +195,14 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
         dev.tags, dev_predictions, taxonomy, config.min_positives_for_threshold, config.threshold_bounds
     )
     model.set_thresholds(thresholds)
+    escalate_threshold = _tune_escalate(model, dev, dev_predictions, config)
     dev_metrics = evaluate_predictions(dev, model.predict(dev.texts))
     if config.refit_with_dev and model.refits_with_dev:
         log.info("stage 4/6: refitting on train + dev")
         model = _fit(build_model(config, taxonomy), LabeledSet.concat([fit_part, dev]), weak, config.weak_weight, config)
         model.set_thresholds(thresholds)
+        if escalate_threshold is not None and model.has_escalate:
+            model.set_escalate_threshold(escalate_threshold)
     log.info("stage 5/6: measuring on test%s", " and the report-only label files" if config.report_labels else "")
     test_predictions = model.predict(test.texts)
     test_metrics = evaluate_predictions(test, test_predictions, test.sources)
@@ -181,6 +213,12 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
     ]
     for warning in test_metrics["warnings"]:
         log.warning(warning)
+    if model.has_escalate:
+        metrics_escalate = dev_metrics.get("escalate", {})
+        log.info(
+            "escalate threshold %.4f: dev recall %s, precision %s (target recall %.2f)",
+            model.escalate_threshold_, _fmt(metrics_escalate.get("recall")), _fmt(metrics_escalate.get("precision")), config.escalate_recall,
+        )
     metrics = {
         "test": test_metrics,
         "intervals": {"test": score_intervals(test, test_predictions, seed=config.seed)},
@@ -195,9 +233,9 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
         },
     }
     # Reported only: measured on the final model after every choice was made, never fed back.
-    for path in config.report_labels:
-        reported = load_corpus_labels(path, config.corpus_dir, taxonomy, "test")
-        metrics["intervals"][Path(path).stem] = score_intervals(reported, model.predict(reported.texts), seed=config.seed)
+    for paths in config.report_labels:
+        reported = load_corpus_labels(paths, config.corpus_dir, taxonomy, "test")
+        metrics["intervals"][_report_name(paths)] = score_intervals(reported, model.predict(reported.texts), seed=config.seed)
     model.metrics_ = metrics
     model.meta_["training_config"] = config.to_dict()
     seconds = time.perf_counter() - started

@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        holder = ModelHolder(settings.model_dir)
+        holder = ModelHolder(settings.model_dir, settings.escalate_threshold)
         await anyio.to_thread.run_sync(holder.load)
         app.state.holder = holder
         app.state.store = FeedbackStore(settings.feedback_db)

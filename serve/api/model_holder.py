@@ -30,9 +30,17 @@ class ReloadOutcome:
     error: str | None = None  # why the new model was refused (the old one keeps serving)
 
 
+# Tagged at the first load and at every reload: a model whose directory loads but whose
+# predict fails (e.g. a meta.json param that breaks it) never serves.
+SELF_CHECK = ["模型自检：等了很久没人回复", ""]
+
+
 class ModelHolder:
-    def __init__(self, model_dir: Path | None = None):
+    def __init__(self, model_dir: Path | None = None, escalate_threshold: float | None = None):
         self.model_dir = Path(model_dir) if model_dir is not None else resolve_model()
+        # The deployment's escalate operating point (KESHENG_ESCALATE_THRESHOLD), applied to every
+        # model this holder loads; None: each model's own threshold.
+        self.escalate_threshold = escalate_threshold
         self._model: TagClassifier | None = None
         self._swap = threading.Lock()  # one reload at a time; readers never wait for it
         self.loaded_at: str | None = None
@@ -56,8 +64,16 @@ class ModelHolder:
     def load(self) -> TagClassifier:
         """First load at startup: a failure here is fatal (ModelLoadError)."""
         with self._swap:
-            self._install(load_model(self.model_dir))
+            self._install(self._checked(load_model(self.model_dir)))
         return self.model
+
+    def _checked(self, model: TagClassifier) -> TagClassifier:
+        if self.escalate_threshold is not None:
+            model.override_escalate_threshold(self.escalate_threshold)
+        predictions = model.predict(SELF_CHECK)
+        if len(predictions) != len(SELF_CHECK):
+            raise RuntimeError(f"model self-check: {len(predictions)} predictions for {len(SELF_CHECK)} texts")
+        return model
 
     def reload(self, only_if_changed: bool = False) -> ReloadOutcome:
         with self._swap:
@@ -65,9 +81,8 @@ class ModelHolder:
             if only_if_changed and read_model_version(self.model_dir) == previous:
                 return ReloadOutcome(False, previous, previous)
             try:
-                candidate = load_model(self.model_dir)
                 # A broken model that loads must not replace a working one.
-                candidate.predict(["模型自检：等了很久没人回复"])
+                candidate = self._checked(load_model(self.model_dir))
             except Exception as exc:  # noqa: BLE001 - whatever went wrong, the old model keeps serving
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.error("model reload failed, still serving %s: %s", previous, self.last_error)

@@ -78,6 +78,7 @@ class Metrics:
         self.comments = Counter("kesheng_comments_tagged", "Comments tagged", registry=r)
         self.tags = Counter("kesheng_tags_assigned", "Tags assigned, per tag", ["tag"], registry=r)
         self.sentiments = Counter("kesheng_sentiments", "Sentiments predicted", ["sentiment"], registry=r)
+        self.escalations = Counter("kesheng_escalations", "Comments flagged escalate=true (need a person now)", registry=r)
         self.feedback = Counter("kesheng_feedback_stored", "Corrections stored in the label store", registry=r)
         self.reloads = Counter("kesheng_model_reloads", "Model reload attempts", ["outcome"], registry=r)
 
@@ -85,9 +86,10 @@ class Metrics:
         # Counted first: each labels().inc() takes a lock (and writes a file in multiprocess mode).
         tags: collections.Counter[str] = collections.Counter()
         sentiments: collections.Counter[str] = collections.Counter()
-        comments = 0
+        comments = escalations = 0
         for prediction in predictions:
             comments += 1
+            escalations += prediction.escalate is True
             tags.update(prediction.tags)
             if prediction.sentiment is not None:
                 sentiments[prediction.sentiment] += 1
@@ -96,6 +98,8 @@ class Metrics:
         for sentiment, count in sentiments.items():
             self.sentiments.labels(sentiment).inc(count)
         self.comments.inc(comments)
+        if escalations:
+            self.escalations.inc(escalations)
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -55,7 +55,7 @@ def build_router(request_models: RequestModels) -> APIRouter:
 
     @router.post("/tag", response_model=TagResponse, responses=ERRORS, dependencies=[Security(require_api_key)])
     async def tag(body: TagRequest, request: Request):
-        """Tags, scores, sentiment and evidence per comment: one result per comment, in order."""
+        """Tags, scores, sentiment, escalation and evidence per comment: one result per comment, in order."""
         model = request.app.state.holder.model  # one model for the whole request, even during a reload
         predictions = await request.app.state.predict(model, [comment.text for comment in body.comments])
         request.app.state.metrics.record_predictions(predictions)
@@ -78,7 +78,7 @@ def build_router(request_models: RequestModels) -> APIRouter:
         record = request.app.state.store.append(
             text=body.text, tags=tags, judged_tags=taxonomy.names, sentiment=body.sentiment,
             comment_id=None if body.id is None else str(body.id), model_version=body.model_version,
-            annotator=body.annotator, note=body.note,
+            annotator=body.annotator, note=body.note, escalate=body.escalate,
         )
         request.app.state.metrics.feedback.inc()
         return FeedbackAccepted(feedback_id=record.seq, received_at=record.received_at, judged_tags=list(record.judged_tags))
@@ -96,6 +96,10 @@ def build_router(request_models: RequestModels) -> APIRouter:
             model_version=str(model.meta_["model_version"]), model_type=model.model_type,
             format_version=int(model.meta_.get("format_version", FORMAT_VERSION)), labels=labels,
             sentiments=list(SENTIMENTS), metrics=model.metrics_, loaded_at=holder.loaded_at or "",
+            escalate=None if not model.has_escalate else {
+                "threshold": model.escalate_threshold, "model_threshold": model.escalate_threshold_,
+                "overridden": model.escalate_threshold_override is not None,
+            },
         )
 
     @router.get("/health")

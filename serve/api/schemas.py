@@ -13,6 +13,7 @@ from kesheng.serve.api.settings import Settings
 
 __all__ = [
     "Comment",
+    "EscalateInfo",
     "EvidenceOut",
     "FeedbackAccepted",
     "ModelInfo",
@@ -38,7 +39,22 @@ TAG_EXAMPLE = {
     "comments": [
         {"id": "T-1", "text": "等了半小时都没人接电话，问题到现在还没解决"},
         {"id": "T-2", "text": "客服小姐姐很耐心，一次就帮我处理好了，谢谢！"},
+        {"id": "T-3", "text": "第三次打电话了还是没人管，再不解决我就投诉到工信部！！！"},
     ]
+}
+ESCALATED_RESULT_EXAMPLE = {
+    "id": "T-3",
+    "tags": ["slow_response", "unresolved"],
+    "scores": {"slow_response": 0.81, "unresolved": 0.93, "attitude": 0.22, "opacity": 0.08},
+    "sentiment": "negative",
+    "sentiment_scores": {"negative": 0.97, "neutral": 0.02, "positive": 0.01},
+    "evidence": [
+        {"tag": "unresolved", "start": 7, "end": 12, "text": "还是没人管", "weight": 0.61, "start_utf16": 7, "end_utf16": 12},
+        {"tag": "escalate", "start": 19, "end": 25, "text": "投诉到工信部", "weight": 0.74, "start_utf16": 19, "end_utf16": 25},
+    ],
+    "notes": [],
+    "escalate": True,
+    "escalate_score": 0.96,
 }
 FEEDBACK_EXAMPLE = {
     "id": "T-1",
@@ -99,8 +115,20 @@ class TagResult(BaseModel):
     scores: dict[str, float] = Field(description="Probability per tag of the model's taxonomy.")
     sentiment: Sentiment | None = Field(description="null for an empty or missing text: nothing was said, so no sentiment.")
     sentiment_scores: dict[str, float] | None = Field(description="Probability per sentiment; null when sentiment is null.")
-    evidence: list[EvidenceOut]
+    evidence: list[EvidenceOut] = Field(description="Spans of the comment behind each tag, and behind the escalation (tag \"escalate\").")
     notes: list[str] = Field(description="What the model could not do as usual (empty text, truncation).")
+    escalate: bool | None = Field(
+        description="需升级处理: the message needs a person now (threat to go to a regulator or the media, insult, "
+        "safety or money harm, angry cancellation). Route true to a senior queue. null: empty text, or a model "
+        "trained before the escalate head (unknown, not \"no\").",
+        examples=[True],
+    )
+    escalate_score: float | None = Field(
+        description="Probability behind `escalate`; escalate is true at or above the deployment's threshold (GET /v1/model).",
+        examples=[0.96],
+    )
+
+    model_config = ConfigDict(json_schema_extra={"examples": [ESCALATED_RESULT_EXAMPLE]})
 
 
 class TagResponse(BaseModel):
@@ -115,12 +143,19 @@ class LabelInfo(BaseModel):
     threshold: float
 
 
+class EscalateInfo(BaseModel):
+    threshold: float = Field(description="The threshold in use: this deployment's KESHENG_ESCALATE_THRESHOLD, else the model's.")
+    model_threshold: float = Field(description="The threshold tuned on dev when the model was trained (for high recall).")
+    overridden: bool
+
+
 class ModelInfo(BaseModel):
     model_version: str
     model_type: str
     format_version: int
     labels: list[LabelInfo]
     sentiments: list[str]
+    escalate: EscalateInfo | None = Field(description="null: the model has no escalate head (its results say escalate=null).")
     metrics: dict = Field(description="The model's metrics.json: evaluation on data it was not trained on.")
     loaded_at: str
 
@@ -169,6 +204,7 @@ def build_request_models(settings: Settings) -> RequestModels:
         sentiment: Annotated[Sentiment | None, BeforeValidator(_sentiment_by_any_name)] = Field(
             None, description="Corrected sentiment (negative/neutral/positive, or 负面/中性/正面); omit if not judged."
         )
+        escalate: bool | None = Field(None, description="Corrected escalate flag (needs a person now); omit if not judged.")
         annotator: str | None = Field(None, max_length=200, description="Who corrected it.")
         model_version: str | None = Field(None, max_length=200, description="The model whose output was corrected.")
         note: str | None = Field(None, max_length=2000)

@@ -49,6 +49,9 @@ class Settings(BaseModel):
     predict_threads: int = Field(2, ge=1, le=64)
     # uvicorn worker processes (used by `kesheng serve`); one model copy each.
     workers: int = Field(1, ge=1, le=64)
+    # This deployment's escalate operating point, instead of the model's own (tuned on dev for
+    # recall, see its card): lower flags more messages for a person. None: the model's.
+    escalate_threshold: float | None = Field(None, ge=0.0, le=1.0)
     # One structured (JSON) log line per request at INFO; WARNING keeps only problems.
     log_level: str = "INFO"
 
@@ -72,6 +75,9 @@ class Settings(BaseModel):
                 continue
             if name in ("api_keys", "admin_keys"):
                 values[name] = frozenset(k.strip() for k in raw.split(",") if k.strip())
+                if not values[name]:
+                    # Fail closed: a variable set to "," or " " is a mistake, not "no authentication".
+                    raise SettingsError(f"invalid settings: {key} is set but holds no key ({raw!r}); unset it to run without keys")
             else:
                 values[name] = raw
         values.update(overrides)

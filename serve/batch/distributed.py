@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from kesheng.files.atomic import replace_directory
 from kesheng.files.readers import TEXT_SAMPLE_ROWS, InputFileError, choose_text_column, format_of
-from kesheng.models.rows import PREDICTION_KEYS, flat_values, jsonl_fields, prediction_columns
+from kesheng.models.rows import PREDICTION_KEYS, column_kind, flat_values, jsonl_fields, prediction_columns
 from kesheng.serve.batch.tagging import TagFileOptions, text_for_model
 
 if TYPE_CHECKING:
@@ -91,8 +91,10 @@ class _RayTagger:
         values = [flat_values(p, self.tag_names, n, self.version) for p, n in zip(predictions, notes)]
         for position, name in enumerate(self.columns):
             column = [row[position] for row in values]
-            # A missing value (no sentiment for a row without text) stays null, not a float NaN.
-            batch[name] = pd.Series(column, index=batch.index, dtype=object if None in column else None)
+            # A missing value (no sentiment or escalate for a row without text) stays null, not a
+            # float NaN; flags stay integers in every block, with or without a null among them.
+            dtype = "Int8" if column_kind(name, self.tag_names) == "int8" else (object if None in column else None)
+            batch[name] = pd.Series(column, index=batch.index, dtype=dtype)
         return batch
 
 
