@@ -99,7 +99,7 @@ def test_no_corpus_dir_given(monkeypatch):
 
 @pytest.mark.parametrize(
     "name",
-    ["real_labels.jsonl", "double_a.jsonl", "double_b.jsonl", "recheck_round1.jsonl", "recheck_round2.jsonl", "round4.jsonl", "round5.jsonl"],
+    ["real_labels.jsonl", "double_a.jsonl", "double_b.jsonl", "recheck_round1.jsonl", "recheck_round2.jsonl", "round4.jsonl", "round5.jsonl", "round6_random.jsonl", "round6_suggested.jsonl"],
 )
 def test_project_label_files_are_valid(name):
     rows = read_label_file(LABELS_DIR / name)
@@ -108,7 +108,7 @@ def test_project_label_files_are_valid(name):
     assert all(r["sentiment"] is not None and all(r[t] in (0, 1) for t in TAGS) for r in rows)
 
 
-@pytest.mark.parametrize("name", ["round4.jsonl", "round5.jsonl", "recheck_round4.jsonl", "escalate_round1.jsonl", "dev_escalate.jsonl"])
+@pytest.mark.parametrize("name", ["round4.jsonl", "round5.jsonl", "round6_random.jsonl", "round6_suggested.jsonl", "recheck_round4.jsonl", "escalate_round1.jsonl", "dev_escalate.jsonl"])
 def test_escalate_is_labeled_on_every_row_of_the_escalate_rounds(name):
     rows = read_label_file(LABELS_DIR / name)
     assert {r["escalate"] for r in rows} == {0, 1}
@@ -117,7 +117,7 @@ def test_escalate_is_labeled_on_every_row_of_the_escalate_rounds(name):
 def test_later_rounds_are_training_rows_only_and_never_relabel_a_held_out_comment():
     held_out = {r["id"] for r in read_label_file(LABELS_DIR / "real_labels.jsonl") if r["split"] != "train"}
     held_out |= {r["id"] for r in read_label_file(LABELS_DIR / "independent_test.jsonl")}
-    for name in ("round4.jsonl", "round5.jsonl"):
+    for name in ("round4.jsonl", "round5.jsonl", "round6_random.jsonl", "round6_suggested.jsonl"):
         rows = read_label_file(LABELS_DIR / name)
         assert {r["split"] for r in rows} == {"train"}
         assert not held_out & {r["id"] for r in rows}

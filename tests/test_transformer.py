@@ -82,6 +82,8 @@ def test_int8_onnx_agrees_with_float32_torch(tmodel_dir):
     assert max(diffs) < 0.05, max(diffs)
     agree = np.mean([p.sentiment == q.sentiment for p, q in zip(quantized, exact)])
     assert agree >= 0.9
+    # The escalate head is one more column of the tag head, quantized with it.
+    assert max(abs(p.escalate_score - q.escalate_score) for p, q in zip(quantized, exact)) < 0.05
 
 
 # the predict contract itself runs on every model type in tests/test_contract.py
@@ -119,7 +121,7 @@ def test_contract_evidence_offsets_index_the_original_text(every_tag_model):
     (p,) = every_tag_model.predict([text])
     assert p.tags and p.evidence
     for e in p.evidence:
-        assert e.tag in p.tags
+        assert e.tag in p.tags or (e.tag == "escalate" and p.escalate)
         assert text[e.start : e.end] == e.text
 
 
@@ -162,6 +164,18 @@ def test_partial_labels_and_weights_are_accepted(tiny_base):
     model = tiny_model(tiny_base, tiny_params(tiny_base, int8_onnx=False), epochs=1)
     assert model.fit(texts, tags, sentiments, sample_weight=np.linspace(0.1, 1, 40)) is model
     assert len(model.predict(texts[:3])) == 3
+
+
+def test_escalate_is_a_joint_head_only_when_both_classes_are_labeled(tiny_base, tmodel_dir):
+    from safetensors import safe_open
+
+    with safe_open(str(tmodel_dir / "weights.safetensors"), framework="numpy") as handle:
+        assert handle.get_slice("tag_head.weight").get_shape()[0] == 4 + 1  # four tags, then escalate
+    texts = SEED_TEXTS[:40]
+    model = tiny_model(tiny_base, tiny_params(tiny_base, int8_onnx=False), epochs=1)
+    model.fit(texts, np.zeros((40, 4), dtype=np.int8), ["negative"] * 40, escalate=np.full(40, -1, dtype=np.int8))
+    (p,) = model.predict(["再不解决我就投诉到工信部"])
+    assert not model.has_escalate and p.escalate is None and p.escalate_score is None
 
 
 def test_bad_labels_are_rejected(tiny_base):

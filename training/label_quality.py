@@ -2,7 +2,8 @@
 
     python -m kesheng.training.label_quality training/labels/double_a.jsonl training/labels/double_b.jsonl
 
-A blind re-labeling of a sample of a larger file is compared on the sample's comments:
+A blind re-labeling of a sample of a larger file (or of several files: all but the last
+argument) is compared on the sample's comments:
 
     python -m kesheng.training.label_quality training/labels/real_labels.jsonl training/labels/recheck_round2.jsonl --sample
 """
@@ -10,6 +11,7 @@ A blind re-labeling of a sample of a larger file is compared on the sample's com
 from __future__ import annotations
 
 import argparse
+import os
 from collections import Counter
 
 from kesheng.models.schema import DEFAULT_TAXONOMY, ESCALATE, Taxonomy
@@ -29,10 +31,12 @@ def cohen_kappa(first: list, second: list) -> float:
     return 1.0 if expected == 1.0 else (observed - expected) / (1.0 - expected)
 
 
-def agreement(path_a: str, path_b: str, sample: bool = False, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> dict:
+def agreement(path_a: str | os.PathLike | list, path_b: str | os.PathLike, sample: bool = False, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> dict:
     """Per-field kappa and agreement. `sample`: B re-labels a sample of A's comments, so only
-    B's comments are compared (each must be in A); otherwise both must label the same ids."""
-    a = {r["id"]: r for r in read_label_file(path_a, taxonomy)}
+    B's comments are compared (each must be in A); otherwise both must label the same ids.
+    A may be several files labeling different comments (a round kept in two files)."""
+    paths_a = path_a if isinstance(path_a, list) else [path_a]
+    a = {r["id"]: r for path in paths_a for r in read_label_file(path, taxonomy)}
     b = {r["id"]: r for r in read_label_file(path_b, taxonomy)}
     if sample:
         missing = set(b) - set(a)
@@ -63,13 +67,14 @@ def agreement(path_a: str, path_b: str, sample: bool = False, taxonomy: Taxonomy
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("first")
-    parser.add_argument("second")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="the first annotation (one or more files), then the second")
     parser.add_argument("--sample", action="store_true", help="the second file re-labels a sample of the first")
     parser.add_argument("--taxonomy", help="taxonomy file naming the labels to compare (default: the four bundled tags)")
     args = parser.parse_args()
     taxonomy = Taxonomy.from_file(args.taxonomy) if args.taxonomy else DEFAULT_TAXONOMY
-    report = agreement(args.first, args.second, sample=args.sample, taxonomy=taxonomy)
+    if len(args.files) < 2:
+        parser.error("give the first annotation's file(s) and the second annotation's file")
+    report = agreement(args.files[:-1], args.files[-1], sample=args.sample, taxonomy=taxonomy)
     print(f"{report['n']} comments labeled twice, independently")
     print(f"{'field':<15}{'kappa':>7}{'agree':>7}{'pos A':>7}{'pos B':>7}  disagreements by source")
     for field, m in report["fields"].items():
