@@ -327,11 +327,7 @@ class _Aggregator:
             data.scenarios[tag] = self.scenario_counts[tag].most_common(6)
         if ESCALATE in self.candidates:
             pool = self.candidates[ESCALATE].sort_values("_score", ascending=False, kind="stable")
-            data.escalations = [
-                {"text": row["_text"], "score": float(row["_score"]), "evidence": row["_evidence"],
-                 "groups": {c: row[f"group:{c}"] for c in self.options.group_by if f"group:{c}" in row}}
-                for _, row in pool.iterrows()
-            ]
+            data.escalations = _example_rows(pool, self.options.group_by)
         if data.trend is not None:
             data.trend = data.trend.sort_index()
         for column, table in data.groups.items():
@@ -362,11 +358,16 @@ def _representative(pool: pd.DataFrame, data: ReportData, count: int) -> list[di
     lengths = pool["_text"].str.len()
     tier = np.where((lengths >= 8) & (lengths <= 80), 0, np.where((lengths >= 6) & (lengths <= 150), 1, 2))
     ordered = pool.assign(_tier=tier).sort_values(["_tier", "_score"], ascending=[True, False], kind="stable")
-    chosen = []
-    for _, row in ordered.head(count).iterrows():
-        groups = {c: row[f"group:{c}"] for c in data.groups if f"group:{c}" in row}
-        chosen.append({"text": row["_text"], "score": float(row["_score"]), "evidence": row["_evidence"], "groups": groups})
-    return chosen
+    return _example_rows(ordered.head(count), data.groups)
+
+
+def _example_rows(pool: pd.DataFrame, group_columns) -> list[dict]:
+    """The comments of a candidate pool as the report lists them: text, score, evidence, groups."""
+    return [
+        {"text": row["_text"], "score": float(row["_score"]), "evidence": row["_evidence"],
+         "groups": {c: row[f"group:{c}"] for c in group_columns if f"group:{c}" in row}}
+        for _, row in pool.iterrows()
+    ]
 
 
 def _top_groups(table: pd.DataFrame, limit: int) -> pd.DataFrame:
@@ -527,14 +528,19 @@ ol.ex{margin:0;padding-left:1.3em}
 
 
 def _examples_html(data: ReportData, tag: str) -> str:
+    return _example_list_html(data.examples.get(tag, []), tag) or '<span class="note">无</span>'
+
+
+def _example_list_html(examples: list[dict], tag: str) -> str:
+    """Numbered comments with `tag`'s evidence highlighted, score and groups beside; "" when none."""
     items = []
-    for example in data.examples.get(tag, []):
+    for example in examples:
         context = " · ".join(f"{c}: {v}" for c, v in example.get("groups", {}).items())
         items.append(
             f'<li class="example">{_highlight(example["text"], example["evidence"], tag)}'
             f' <span class="note">(概率 {example["score"]:.2f}{"; " + html.escape(context) if context else ""})</span></li>'
         )
-    return f'<ol class="ex">{"".join(items)}</ol>' if items else '<span class="note">无</span>'
+    return f'<ol class="ex">{"".join(items)}</ol>' if items else ""
 
 
 def escalation_summary(data: ReportData) -> str | None:
@@ -557,14 +563,7 @@ def _escalations_html(data: ReportData) -> str:
     if data.escalations:
         shown = len(data.escalations)
         parts.append(f'<p class="note">按紧急程度 (模型概率) 排列{"的前 " + str(shown) + " 条" if shown < data.escalated else ""}; 标记处为判断依据。</p>')
-        items = []
-        for example in data.escalations:
-            context = " · ".join(f"{c}: {v}" for c, v in example.get("groups", {}).items())
-            items.append(
-                f'<li class="example">{_highlight(example["text"], example["evidence"], ESCALATE)}'
-                f' <span class="note">(概率 {example["score"]:.2f}{"; " + html.escape(context) if context else ""})</span></li>'
-            )
-        parts.append(f'<ol class="ex">{"".join(items)}</ol>')
+        parts.append(_example_list_html(data.escalations, ESCALATE))
     return "\n".join(parts)
 
 

@@ -94,14 +94,20 @@ def test_save_refuses_to_overwrite(model, model_dir):
         model.save(model_dir)
 
 
-def test_a_model_saved_before_the_escalate_head_loads_and_says_unknown(copy):
+def _drop_escalate_weights(directory) -> int:
+    """Remove the escalate column from a baseline's weights, as a directory saved before the head
+    would have them; returns the coefficient columns left."""
     from safetensors.numpy import load_file, save_file
 
-    edit_json(copy / "labels.json", lambda d: d.pop("escalate"))
-    arrays = load_file(str(copy / "weights.safetensors"))
+    arrays = load_file(str(directory / "weights.safetensors"))
     arrays["coef"], arrays["intercept"] = arrays["coef"][:, :-1].copy(), arrays["intercept"][:-1].copy()
-    coef_columns = arrays["coef"].shape[1]
-    save_file(arrays, str(copy / "weights.safetensors"))
+    save_file(arrays, str(directory / "weights.safetensors"))
+    return arrays["coef"].shape[1]
+
+
+def test_a_model_saved_before_the_escalate_head_loads_and_says_unknown(copy):
+    edit_json(copy / "labels.json", lambda d: d.pop("escalate"))
+    coef_columns = _drop_escalate_weights(copy)
     model = load_model(copy)
     assert coef_columns == 4 + 3 and not model.has_escalate
     (p,) = model.predict(["再不解决我就投诉到工信部！！！"])
@@ -116,11 +122,7 @@ def test_a_malformed_escalate_entry_is_named(copy, entry, words):
 
 
 def test_labels_with_an_escalate_head_the_weights_lack(copy):
-    from safetensors.numpy import load_file, save_file
-
-    arrays = load_file(str(copy / "weights.safetensors"))
-    arrays["coef"], arrays["intercept"] = arrays["coef"][:, :-1].copy(), arrays["intercept"][:-1].copy()
-    save_file(arrays, str(copy / "weights.safetensors"))
+    _drop_escalate_weights(copy)
     with pytest.raises(ModelLoadError, match="coef has shape"):
         load_model(copy)
 
