@@ -77,10 +77,11 @@ def _tree_rss_mb(root_pid: int) -> float:
     return total / 2**20
 
 
-def run_tag(source: Path, output: Path, workers: int) -> dict:
+def run_kesheng(args: list[str], what: str) -> dict:
+    """Run `kesheng ARGS` in a fresh process as a user would; wall time, CPU time of the command and
+    its workers, the peak resident memory of the process tree (sampled every 0.2 s), load average."""
     script = shutil.which("kesheng", path=str(Path(sys.executable).parent))
-    command = [script] if script else [sys.executable, "-m", "kesheng"]
-    command += ["tag", "-i", str(source), "-o", str(output), "--workers", str(workers), "--overwrite", "--no-progress"]
+    command = ([script] if script else [sys.executable, "-m", "kesheng"]) + args
     load_before = os.getloadavg()
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -94,10 +95,15 @@ def run_tag(source: Path, output: Path, workers: int) -> dict:
     cpu_seconds = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     stderr = process.stderr.read()
     if process.returncode != 0:
-        raise SystemExit(f"kesheng tag failed:\n{stderr}")
+        raise SystemExit(f"kesheng {what} failed:\n{stderr}")
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_mb": peak, "load_before": load_before, "load_after": os.getloadavg(), "stderr": stderr}
+
+
+def run_tag(source: Path, output: Path, workers: int) -> dict:
+    result = run_kesheng(["tag", "-i", str(source), "-o", str(output), "--workers", str(workers), "--overwrite", "--no-progress"], "tag")
     with open(output, encoding="utf-8", newline="") as handle:
-        written = sum(1 for _ in csv.reader(handle)) - 1
-    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "rows": written, "peak_mb": peak, "load_before": load_before, "load_after": os.getloadavg()}
+        result["rows"] = sum(1 for _ in csv.reader(handle)) - 1
+    return result
 
 
 def main() -> None:

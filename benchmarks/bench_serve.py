@@ -42,6 +42,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def start_server(workers: int, model: str | None, feedback_db: Path, log: Path, env: dict | None = None) -> tuple[subprocess.Popen, int]:
+    """`kesheng serve` on a free loopback port, returned once /v1/ready says 200 (exits after 120 s)."""
+    port = free_port()
+    command = [sys.executable, "-m", "kesheng", "serve", "--port", str(port), "--workers", str(workers), "--feedback-db", str(feedback_db)]
+    if model:
+        command += ["--model", model]
+    server = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})})
+    deadline = time.monotonic() + 120
+    while True:
+        if server.poll() is not None:
+            sys.exit(f"server exited; log: {log}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/ready", timeout=1).status_code == 200:
+                return server, port
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            server.terminate()
+            sys.exit("server not ready after 120 s")
+        time.sleep(0.2)
+
+
 def process_tree_rss_mb(pid: int) -> float:
     """Resident memory of the server and its worker processes (Linux /proc)."""
     children: dict[int, list[int]] = {}
@@ -149,26 +171,9 @@ def main() -> None:
     args = parser.parse_args()
 
     texts = sample_texts(args.corpus_dir, 5000, seed=7, max_chars=args.max_chars)
-    port = free_port()
     logs = tempfile.NamedTemporaryFile(prefix="kesheng-bench-serve-", suffix=".log", delete=False)
-    command = [sys.executable, "-m", "kesheng", "serve", "--port", str(port), "--workers", str(args.workers)]
-    if args.model:
-        command += ["--model", args.model]
-    env = {**os.environ, "KESHENG_FEEDBACK_DB": str(Path(tempfile.mkdtemp()) / "feedback.sqlite3")}
-    server = subprocess.Popen(command, stdout=logs, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    server, port = start_server(args.workers, args.model, Path(tempfile.mkdtemp()) / "feedback.sqlite3", Path(logs.name))
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if server.poll() is not None:
-                sys.exit(f"server exited; log: {logs.name}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                sys.exit("server not ready after 120 s")
-            time.sleep(0.2)
         info = httpx.get(f"http://127.0.0.1:{port}/v1/model", timeout=10).json()
         print(f"server      kesheng serve --workers {args.workers}; model {info['model_version']} ({info['model_type']})")
         print(f"machine     {os.cpu_count()} CPUs; load average before: {os.getloadavg()[0]:.2f}")

@@ -7,8 +7,10 @@
    JavaScript, and checks that Swagger UI rendered the operations (POST /v1/tag, ...) from files
    the package ships: a page that loaded its assets from a CDN is blank without internet.
 2. The HTML report of `examples/survey.csv` (tagged, grouped by channel and score, trend by
-   week): checks that every section and chart is on the page, and saves a screenshot to look at
-   (the page embeds its CJK glyphs, so it must read the same on a machine without a Chinese font).
+   week, drivers of the score): checks that every section is on the page, that the vendored
+   chart library drew every interactive chart (as SVG, with Chinese labels) without a console
+   error, that the page embeds its CJK glyphs (it must read the same on a machine without a
+   Chinese font), and saves a screenshot to look at.
 Prints what it found and exits 1 when something is missing.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -84,7 +87,8 @@ def main() -> int:
     return 0 if rendered and len(found) == len(OPERATIONS) and report_ok else 1
 
 
-REPORT_SECTIONS = ("需升级处理", "问题类型分布", "情感分布", "问题共现", "按 channel 分组", "按 score 分组", "趋势", "数据质量")
+REPORT_SECTIONS = ("摘要", "需升级处理", "问题类型分布", "其他 里有什么", "满意度驱动因素", "情感分布", "问题共现", "按 channel 分组", "按 score 分组", "趋势", "数据质量")
+REPORT_CHARTS = ("problems", "drivers", "sentiment", "cooccurrence", "group_channel", "group_score", "trend")
 
 
 def _check_report(chromium: str, screenshots: Path | None) -> bool:
@@ -94,27 +98,41 @@ def _check_report(chromium: str, screenshots: Path | None) -> bool:
         run = [sys.executable, "-m", "kesheng"]
         subprocess.run([*run, "tag", "-i", str(survey), "-o", str(work / "tagged.csv")], check=True, capture_output=True)
         subprocess.run(
-            [*run, "report", "-i", str(work / "tagged.csv"), "-o", str(work / "report.html"), "-g", "channel", "-g", "score", "--date-column", "date", "--period", "W"],
+            [*run, "report", "-i", str(work / "tagged.csv"), "-o", str(work / "report.html"), "-g", "channel", "-g", "score", "--date-column", "date", "--period", "W",
+             "--score-column", "score", "--max-escalations", "3"],
             check=True, capture_output=True,
         )
         url = (work / "report.html").as_uri()
         profile = ["--user-data-dir=" + str(work / "profile")]
-        dom = subprocess.run([chromium, *CHROMIUM_FLAGS, *profile, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+        # Console messages (errors included) go to stderr with --enable-logging; the virtual time lets the charts draw.
+        page = subprocess.run(
+            [chromium, *CHROMIUM_FLAGS, *profile, "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", "--dump-dom", url],
+            capture_output=True, text=True, timeout=120,
+        )
+        dom = page.stdout
         if screenshots:
-            _screenshot(chromium, profile, url, screenshots / "report.png")
+            _screenshot(chromium, profile, url, screenshots / "report.png", height=2400)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     sections = [s for s in REPORT_SECTIONS if s in dom]
-    charts = dom.count('src="data:image/png;base64,')
+    console = [line for line in page.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    drawn = re.search(r'data-charts-drawn="(\d+)"', dom)
+    charts = {name: re.search(rf'data-chart="{name}"[^>]*>(.*?)</div>', dom, re.S) for name in REPORT_CHARTS}
+    svg = [name for name, found in charts.items() if found and "<svg" in found.group(1) and re.search(r"[\u4e00-\u9fff]", found.group(1))]
     embedded = '"Kesheng CJK"' in dom and "data:font/woff;base64," in dom
-    print(f"report: sections {len(sections)} of {len(REPORT_SECTIONS)}; charts {charts}; CJK font embedded: {embedded}")
-    return len(sections) == len(REPORT_SECTIONS) and charts == 6 and embedded
+    print(
+        f"report: sections {len(sections)} of {len(REPORT_SECTIONS)}; interactive charts drawn {drawn.group(1) if drawn else 0} "
+        f"(SVG with Chinese labels: {len(svg)} of {len(REPORT_CHARTS)}); console errors: {len(console)}; CJK font embedded: {embedded}"
+    )
+    for line in console[:5]:
+        print(f"  {line}")
+    return len(sections) == len(REPORT_SECTIONS) and len(svg) == len(REPORT_CHARTS) and not console and embedded
 
 
-def _screenshot(chromium: str, profile: list[str], url: str, target: Path) -> None:
+def _screenshot(chromium: str, profile: list[str], url: str, target: Path, height: int = 1600) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, *profile, "--virtual-time-budget=15000", "--window-size=1280,1600", f"--screenshot={target.resolve()}", url],
+        [chromium, *CHROMIUM_FLAGS, *profile, "--hide-scrollbars", "--virtual-time-budget=15000", f"--window-size=1280,{height}", f"--screenshot={target.resolve()}", url],
         capture_output=True, timeout=120,
     )
 

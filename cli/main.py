@@ -6,12 +6,13 @@ from typing import Optional
 
 import typer
 
-from kesheng.cli import labels, registry, report, serve, tag, train
+from kesheng.cli import labels, registry, report, serve, tag, themes, train
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="客声 kesheng: service-quality tags and sentiment for Chinese customer feedback.")
 
 app.command()(tag.tag)
 app.command()(report.report)
+app.command()(themes.themes)
 app.command()(train.train)
 app.command()(train.evaluate)
 app.command()(train.compare)

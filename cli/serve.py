@@ -35,40 +35,67 @@ def serve(
         settings = Settings.from_env()
     except SettingsError as exc:
         fail(str(exc))
-    from kesheng.models import ModelLoadError, model_class
-    from kesheng.stores.registry import resolve_model
+    from kesheng.models import ModelLoadError
+    from kesheng.serve.api.model_holder import ModelHolder
+    from kesheng.stores.feedback import FeedbackStore, FeedbackStoreError
 
+    holder = ModelHolder(settings.model_dir, settings.escalate_threshold)
     try:
-        # A clear message here rather than a traceback per worker; the weights are loaded only
-        # by the workers, so the supervisor does not hold a model copy of its own.
-        model_class(resolve_model(settings.model_dir))
+        # Loaded and self-checked here, so that broken weights or params give one line, not a
+        # traceback per worker. One worker serves this copy; with several, each loads its own
+        # and this one is dropped before they start.
+        holder.load()
     except ModelLoadError as exc:
         fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - whatever breaks the self-check, say it in one line
+        fail(f"the model in {holder.model_dir} fails its self-check ({type(exc).__name__}: {exc})")
+    if settings.workers > 1:
+        holder = None  # each worker loads its own copy
+    try:
+        FeedbackStore(settings.feedback_db).close()
+    except FeedbackStoreError as exc:
+        fail(f"label store: {exc}")
     metrics_dir = None
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Workers share counters through files here; a fresh directory per run, so no stale counts.
         metrics_dir = tempfile.mkdtemp(prefix="kesheng-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        _run_uvicorn(host, port, settings)
+        _run_uvicorn(host, port, settings, holder)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _run_uvicorn(host: str, port: int, settings) -> None:
+def _run_uvicorn(host: str, port: int, settings, holder) -> None:
+    import signal
+
     import uvicorn
 
+    from kesheng.serve.api.app import create_app
+    from kesheng.serve.api.observability import configure_logging
+
+    configure_logging(settings.log_level)
+    stop_signals: list[int] = []
+    # uvicorn re-raises the stopping signal after a graceful stop of a single process (exit 143)
+    # but not after stopping several workers (exit 0). A handler of ours receives that re-raise,
+    # so a graceful stop exits 0 either way; a second signal during the stop still forces it.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda number, frame: stop_signals.append(number))
     uvicorn.run(
-        "kesheng.serve.api.app:create_app",
-        factory=True,
+        create_app(settings, holder) if holder is not None else "kesheng.serve.api.app:create_app",
+        factory=holder is None,
         host=host,
         port=port,
         workers=settings.workers,
         log_level=settings.log_level.lower(),
+        log_config=None,  # the app's JSON logging, configured above and by each worker
         access_log=False,  # the app writes one JSON line per request instead
+        # The access log names the client from X-Forwarded-For only for KESHENG_TRUSTED_PROXIES.
+        proxy_headers=False,
         timeout_keep_alive=30,
-        timeout_graceful_shutdown=10,
+        # Above the request deadline: a stop lets every admitted request finish with its answer.
+        timeout_graceful_shutdown=settings.graceful_timeout_seconds,
     )
-
-
+    if stop_signals:
+        typer.echo(f"stopped on {signal.Signals(stop_signals[0]).name} after the requests in flight were answered", err=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -40,7 +43,10 @@ def tag(
     if bool(texts) == bool(input):
         fail("give comments as arguments or --input FILE (exactly one of them)")
     if texts:
-        write_jsonl(load(model_dir).predict(list(texts)), list(range(len(texts))))
+        model = load(model_dir)
+        with _stops_cleanly(None), _stdout_errors():
+            write_jsonl(model.predict(list(texts)), list(range(len(texts))), _Stdout())
+            _Stdout().flush()
         return
     keep_columns = split_commas(keep)
     options = TagFileOptions(
@@ -66,19 +72,19 @@ def tag(
 
     from kesheng.models import ModelLoadError
 
-    try:
-        if output is None:
-            tag_stream(model_dir, input, sys.stdout, "jsonl", options)
-            return
-        result = tag_file(model_dir, input, output, options)
-    except (InputFileError, ModelLoadError) as exc:
-        fail(str(exc))
-    except (KeyboardInterrupt, BrokenProcessPool, OSError) as exc:
-        if output is None:
-            raise
-        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped: {type(exc).__name__}: {exc}"
-        typer.echo(f"{reason}; the rows tagged so far are kept: rerun the same command to continue where it stopped", err=True)
-        raise typer.Exit(code=130 if isinstance(exc, KeyboardInterrupt) else 1)
+    with _stops_cleanly(output):
+        try:
+            if output is None:
+                with _stdout_errors():
+                    tag_stream(model_dir, input, _Stdout(), "jsonl", options)
+                    _Stdout().flush()
+                return
+            result = tag_file(model_dir, input, output, options)
+        except (InputFileError, ModelLoadError) as exc:
+            fail(str(exc))
+        except (BrokenProcessPool, OSError) as exc:
+            typer.echo(f"error: stopped: {type(exc).__name__}: {exc}; {_kept(output)}", err=True)
+            raise typer.Exit(code=1) from None
     if result.text_field_guessed:
         typer.echo(f"comments read from column {result.text_field!r} (choose another with --text-column)", err=True)
     if result.encoding:
@@ -90,6 +96,80 @@ def tag(
         typer.echo(f"{plural(count, 'row')} with {kind!r} kept and marked in notes ({'row' if count == 1 else 'rows'} {rows}{', ...' if count > 5 else ''})", err=True)
     rate = (result.rows - result.resumed_rows) / result.seconds if result.seconds else 0.0
     typer.echo(f"tagged {plural(result.rows, 'row')} -> {output} ({result.seconds:.1f}s, {rate:,.0f} rows/s)", err=True)
+
+
+class _Stopped(BaseException):
+    """SIGTERM or SIGINT: a BaseException, so that no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame) -> None:
+    # A second signal while stopping takes the default action: it ends the process at once.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    raise _Stopped(signum)
+
+
+@contextlib.contextmanager
+def _stops_cleanly(output: Optional[Path]):
+    """SIGTERM/SIGINT: workers stopped, committed rows kept, one line, exit 128 + signal (130, 143)."""
+    previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    except (_Stopped, KeyboardInterrupt) as exc:
+        signum = exc.signum if isinstance(exc, _Stopped) else signal.SIGINT
+        kept = _kept(output) if output is not None else "the lines written to stdout so far are complete"
+        typer.echo(f"interrupted by {signal.Signals(signum).name}; {kept}", err=True)
+        raise typer.Exit(code=128 + signum) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _kept(output: Optional[Path]) -> str:
+    """What an interrupted run leaves: only rows the journal committed count."""
+    from kesheng.serve.batch.journal import committed_rows
+
+    rows = committed_rows(output) if output is not None else 0
+    if rows:
+        return f"the {plural(rows, 'row')} tagged so far are kept: rerun the same command to continue where it stopped"
+    return "no row was written"
+
+
+class _StdoutFailed(Exception):
+    """Writing to stdout failed (a full disk, a closed pipe); not an error of the input."""
+
+
+class _Stdout:
+    """sys.stdout, whose write errors are told apart from errors reading the input."""
+
+    def write(self, text: str) -> int:
+        try:
+            return sys.stdout.write(text)
+        except OSError as exc:
+            raise _StdoutFailed(exc.strerror or str(exc)) from exc
+
+    def flush(self) -> None:
+        try:
+            sys.stdout.flush()
+        except OSError as exc:
+            raise _StdoutFailed(exc.strerror or str(exc)) from exc
+
+
+@contextlib.contextmanager
+def _stdout_errors():
+    """A full disk or a closed pipe behind stdout: one line, not a traceback (and none at exit)."""
+    try:
+        yield
+    except _StdoutFailed as exc:
+        # The interpreter's final flush goes nowhere instead of failing again with a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        fail(f"cannot write to stdout ({exc})")
 
 
 def _tag_with_ray(input: Path, output: Optional[Path], options, model_dir: Optional[Path], address: Optional[str]) -> None:

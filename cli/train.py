@@ -83,6 +83,11 @@ def evaluate(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the metrics JSON here."),
     text_column: str = typer.Option("text", help="Column with the comment."),
     group_column: Optional[str] = typer.Option(None, help="Also report metrics per value of this column (e.g. channel)."),
+    store_rates: bool = typer.Option(
+        False, "--store-rates",
+        help="Also store the per-tag error rates measured here in the model directory's metrics.json: reports then correct problem shares with them. "
+        "Use rows the model never trained on (the pipeline's test split), never the independent test set.",
+    ),
 ):
     """Measure a model on labeled data: per-tag P/R/F1, macro/micro F1, sentiment."""
     from kesheng.models.base import rounded
@@ -106,6 +111,20 @@ def evaluate(
     typer.echo(format_metrics(metrics, model.taxonomy_))
     if output:
         output.write_text(json.dumps(rounded(metrics), ensure_ascii=False, indent=2), encoding="utf-8")
+    if store_rates:
+        _store_rates(model, model_dir, labeled, labels or data, split)
+
+
+def _store_rates(model, model_dir: Optional[Path], labeled, source: Path, split: Optional[str]) -> None:
+    from kesheng.stores.registry import resolve_model
+    from kesheng.training.evaluate import store_share_rates
+
+    if source.stem.startswith("independent_test"):
+        fail(f"--store-rates on {source.name}: the independent test set measures the share correction; store rates measured on other held-out rows (e.g. --split test)")
+    directory = resolve_model(model_dir)
+    measured_on = f"{source.name}{f' split {split}' if split else ''} ({len(labeled)} comments)"
+    store_share_rates(directory, model, labeled, measured_on)
+    typer.echo(f"share-correction rates measured on {measured_on} stored in {directory}/metrics.json")
 
 
 def labeled_for(labels: Optional[list[Path]], data: Optional[Path], split: Optional[str], corpus_dir: Optional[Path], taxonomy, text_column: str = "text"):

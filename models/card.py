@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from kesheng.models.base import TagClassifier
 
-__all__ = ["CARD_FILE", "render_card"]
+__all__ = ["CARD_FILE", "render_card", "with_share_correction"]
 
 CARD_FILE = "MODEL_CARD.md"
 
@@ -23,6 +23,42 @@ def _f(value) -> str:
 
 def _interval(entry) -> str:
     return "n/a" if not entry else f"{entry['value']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
+
+
+def _rate(numerator: int, denominator: int) -> str:
+    return f"{numerator / denominator:.3f}" if denominator else "n/a"
+
+
+def _share_correction_lines(block: dict | None) -> list[str]:
+    """The error rates reports correct problem shares with (`kesheng report`, 占比 estimate and interval)."""
+    lines = ["", SHARE_SECTION, ""]
+    if not block:
+        return lines + ["None stored: reports on files this model tags show raw shares (measure them with `kesheng evaluate --store-rates`)."]
+    lines += [
+        f"Measured on {block.get('measured_on', 'n/a')}. Reports estimate each problem's true share as "
+        "(raw share − FPR) / (TPR − FPR), with a 95% interval that includes the uncertainty of these counts.",
+        "",
+        "| tag | TPR (recall) | FPR | positives | negatives |",
+        "|---|---|---|---|---|",
+    ]
+    for name, c in (block.get("tags") or {}).items():
+        lines.append(f"| `{name}` | {_rate(c['tp'], c['tp'] + c['fn'])} | {_rate(c['fp'], c['fp'] + c['tn'])} | {c['tp'] + c['fn']} | {c['fp'] + c['tn']} |")
+    return lines
+
+
+SHARE_SECTION = "## Error rates for share correction"
+
+
+def with_share_correction(card: str, block: dict) -> str:
+    """An existing card with its share-correction section replaced (or added before the escalation
+    section): storing new rates leaves every other line of the card as training wrote it."""
+    section = "\n".join(_share_correction_lines(block)).strip("\n") + "\n\n"
+    if SHARE_SECTION in card:
+        start = card.index(SHARE_SECTION)
+        end = card.find("\n## ", start + len(SHARE_SECTION))
+        return card[:start] + section + (card[end + 1 :] if end >= 0 else "")
+    anchor = card.find("## Escalation")
+    return card[:anchor] + section + card[anchor:] if anchor >= 0 else card.rstrip("\n") + "\n\n" + section
 
 
 def render_card(model: "TagClassifier") -> str:
@@ -74,6 +110,7 @@ def render_card(model: "TagClassifier") -> str:
             tags = " | ".join(_interval(scores.get("tags", {}).get(t)) for t in model.taxonomy_.names)
             lines.append(f"| {name} | {scores.get('n')} | {_interval(scores.get('macro_f1'))} | {_interval(scores.get('sentiment_macro_f1'))} | {tags} |")
         lines += ["", "`test` is the split the training run held out; any other row is a label file measured only for reporting."]
+    lines += _share_correction_lines(metrics.get("share_correction"))
     lines += ["", "## Escalation (需升级处理)", ""]
     if model.has_escalate:
         dev = (metrics.get("dev_before_refit") or {}).get("escalate") or {}

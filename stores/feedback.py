@@ -11,6 +11,8 @@ they were correcting). A tag added to the taxonomy later is unknown for old rows
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -21,6 +23,14 @@ from typing import Iterator, Sequence
 from kesheng.models.schema import SENTIMENTS
 
 __all__ = ["FeedbackRecord", "FeedbackStore", "FeedbackStoreError"]
+
+log = logging.getLogger("kesheng.stores")
+
+# Corrections hold customers' words: owner read-write, group read (a retraining job), nobody else.
+# SQLite gives its -wal and -shm files the mode of the database file.
+FILE_MODE = 0o640
+# Below this much free space an append would soon fail with "database or disk is full".
+MIN_FREE_BYTES = 1 << 20
 
 SCHEMA_VERSION = 2  # 2 added `escalate`; a version-1 store is migrated in place when opened
 
@@ -43,7 +53,7 @@ CREATE TABLE IF NOT EXISTS store_info (key TEXT PRIMARY KEY, value TEXT NOT NULL
 
 
 class FeedbackStoreError(Exception):
-    """The store file cannot be opened or is not a kesheng label store."""
+    """The store file cannot be opened, is not a kesheng label store, or cannot take a write now."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,7 @@ class FeedbackStore:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
             # isolation_level=None: transactions are explicit, so a commit is exactly one append.
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -130,16 +141,42 @@ class FeedbackStore:
             None if escalate is None else int(bool(escalate)),
         )
         with self._lock:
-            cursor = self._db.execute(
-                "INSERT INTO feedback (received_at, comment_id, text, tags, judged_tags, sentiment, model_version, "
-                "annotator, note, escalate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
-            )
+            try:
+                cursor = self._db.execute(
+                    "INSERT INTO feedback (received_at, comment_id, text, tags, judged_tags, sentiment, model_version, "
+                    "annotator, note, escalate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+            except sqlite3.Error as exc:  # disk full, read-only file or directory, I/O error: nothing was stored
+                raise FeedbackStoreError(f"{self.path}: {exc}") from exc
             seq = cursor.lastrowid
         return FeedbackRecord(
             seq, received_at, comment_id, text, tuple(tags), tuple(judged_tags), sentiment, model_version, annotator, note,
             None if escalate is None else bool(escalate),
         )
+
+    def write_problem(self) -> str | None:
+        """None when an append would be stored now; else why not (no space left, read-only file or directory)."""
+        try:
+            usage = os.statvfs(self.path.parent)
+        except OSError as exc:
+            return f"{self.path.parent}: {exc.strerror}"
+        free = usage.f_bavail * usage.f_frsize
+        if free < MIN_FREE_BYTES:
+            return f"{self.path}: {free:,} bytes free on its disk"
+        with self._lock:
+            try:
+                # Takes the write lock without writing: refused on a read-only file or directory.
+                self._db.execute("PRAGMA busy_timeout = 1000")
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("ROLLBACK")
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    return None  # another process is writing: the store takes writes
+                return f"{self.path}: {exc}"
+            finally:
+                self._db.execute("PRAGMA busy_timeout = 30000")
+        return None
 
     def records(self, after_seq: int = 0) -> Iterator[FeedbackRecord]:
         """Every stored correction in insertion order (optionally only those after `after_seq`)."""
@@ -168,3 +205,22 @@ class FeedbackStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _create_private(path: Path) -> None:
+    """Create the store file owner-and-group only; take world access away from an existing one."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+        return
+    except FileExistsError:
+        pass
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = file.stat().st_mode & 0o777
+            if mode & 0o007:
+                os.chmod(file, mode & ~0o007)
+                log.warning("%s was readable by every user (mode %o); now %o", file, mode, mode & ~0o007)
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            log.warning("%s is readable by every user (mode %o) and not ours to change", file, mode)

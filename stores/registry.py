@@ -23,7 +23,7 @@ from kesheng.models import load_model as load_model_dir
 from kesheng.models.base import LABELS_FILE, ModelLoadError, TagClassifier, read_json, read_model_version
 from kesheng.models.schema import Taxonomy, TaxonomyError
 
-__all__ = ["MODEL_ENV", "REGISTRY_ENV", "Promotion", "Registry", "RegistryError", "known_taxonomy", "load_model", "resolve_model"]
+__all__ = ["MODEL_ENV", "REGISTRY_ENV", "Promotion", "Registry", "RegistryError", "known_model_dir", "known_taxonomy", "load_model", "resolve_model"]
 
 REGISTRY_ENV = "KESHENG_REGISTRY"
 MODEL_ENV = "KESHENG_MODEL"
@@ -147,17 +147,25 @@ def escalate_threshold_from_env() -> float | None:
     return value
 
 
-def known_taxonomy(model_version: str, registry: Registry | None = None) -> Taxonomy | None:
-    """The taxonomy of a model version found in the registry or bundled with kesheng, else None.
+def known_model_dir(model_version: str, registry: Registry | None = None) -> Path | None:
+    """The directory of a model version in the registry or bundled with kesheng, else None.
 
-    A tagged file carries its model version on every row, so a report can name the tags in
-    Chinese without the user pointing it at the model that tagged the file.
+    A tagged file carries its model version on every row, so a report can find what it needs of
+    that model (Chinese tag names, error rates) without the user pointing it at the model.
     """
     candidates = [(registry or Registry()).root / "models" / model_version, bundled_model_path()]
     for directory in candidates:
         if directory.is_dir() and read_model_version(directory) == model_version:
-            try:
-                return Taxonomy.from_list(read_json(directory, LABELS_FILE)["taxonomy"])
-            except (ModelLoadError, KeyError, TypeError, TaxonomyError):
-                return None
+            return directory
     return None
+
+
+def known_taxonomy(model_version: str, registry: Registry | None = None) -> Taxonomy | None:
+    """The taxonomy of a model version found in the registry or bundled with kesheng, else None."""
+    directory = known_model_dir(model_version, registry)
+    if directory is None:
+        return None
+    try:
+        return Taxonomy.from_list(read_json(directory, LABELS_FILE)["taxonomy"])
+    except (ModelLoadError, KeyError, TypeError, TaxonomyError):
+        return None

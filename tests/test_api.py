@@ -181,7 +181,8 @@ class TestReload:
         assert "weights" in response.json()["error"]
         tagged = client.post("/v1/tag", json={"comments": [{"text": "等了很久没人回"}]})
         assert tagged.status_code == 200 and tagged.json()["model_version"] == model.meta_["model_version"]
-        assert "kesheng_model_reloads_total{outcome=\"failed\"} 1.0" in client.get("/metrics").text
+        # With keys configured /metrics needs one too (an admin key opens it).
+        assert "kesheng_model_reloads_total{outcome=\"failed\"} 1.0" in client.get("/metrics", headers={"X-API-Key": "boss"}).text
 
     def test_watching_the_directory_picks_up_a_new_version(self, api, model_copy):
         client = api(model_dir=model_copy, reload_check_seconds=0.05)
@@ -316,7 +317,7 @@ class TestSettings:
             Settings.from_env({"KESHENG_ESCALATE_THRESHOLD": "1.5"})
         assert Settings.from_env({"KESHENG_ESCALATE_THRESHOLD": "0.2"}).escalate_threshold == 0.2
 
-    @pytest.mark.parametrize("variable", ["KESHENG_API_KEYS", "KESHENG_ADMIN_KEYS"])
+    @pytest.mark.parametrize("variable", ["KESHENG_API_KEYS", "KESHENG_ADMIN_KEYS", "KESHENG_METRICS_KEYS"])
     @pytest.mark.parametrize("value", [",", " ", " , ", ",,"])
     def test_a_key_variable_holding_no_key_fails_closed(self, variable, value):
         # Set but empty after splitting is a mistake: it must not silently turn authentication off.
@@ -405,3 +406,328 @@ def test_feedback_accepts_chinese_tag_and_sentiment_names(api, tmp_path):
     with FeedbackStore(tmp_path / "feedback.sqlite3") as store:
         (record,) = list(store.records())
     assert record.tags == ("slow_response", "attitude") and record.sentiment == "negative"
+
+
+# Bounded work: a character budget per request, admission per worker, a deadline, chunks.
+
+
+def test_a_request_over_the_character_budget_is_413_before_tagging(api):
+    client = api(max_request_chars=50, inline_chars=10)
+    response = client.post("/v1/tag", json={"comments": [{"text": "等" * 30}, {"text": "慢" * 30}]})
+    assert response.status_code == 413
+    assert "60 characters" in response.json()["detail"] and "KESHENG_MAX_REQUEST_CHARS" in response.json()["detail"]
+    assert client.post("/v1/tag", json={"comments": [{"text": "等" * 25}, {"text": "慢" * 25}]}).status_code == 200
+
+
+def test_requests_tagged_in_chunks_equal_one_predict_call(api, model):
+    # inline_chars=0: every request goes the threaded way, in chunks of at most 100 characters.
+    client = api(inline_chars=0, predict_chunk_chars=100)
+    texts = [TEXTS[i % len(TEXTS)] * (1 + i % 3) for i in range(30)] + [None, "再不解决我就投诉" * 20]
+    response = client.post("/v1/tag", json={"comments": [{"id": i, "text": t} for i, t in enumerate(texts)]})
+    assert response.status_code == 200
+    expected = [p.to_dict(i) for i, p in enumerate(model.predict(texts))]
+    assert response.json()["results"] == json.loads(json.dumps(expected, ensure_ascii=False))
+
+
+def test_text_chunks_keep_order_and_stay_under_the_budget():
+    from kesheng.serve.api.work import text_chunks
+
+    texts = ["一" * 30, None, "二" * 50, "三" * 200, "", "四" * 10, "五" * 60]
+    chunks = list(text_chunks(texts, 100))
+    assert [t for chunk in chunks for t in chunk] == texts
+    for chunk in chunks:
+        assert len(chunk) == 1 or sum(len(t) for t in chunk if t) <= 100  # a longer text is a chunk alone
+    assert ["三" * 200] in chunks
+
+
+def test_a_busy_worker_answers_503_with_retry_after_without_reading_the_body(api):
+    client = api(inline_chars=10, max_pending_chars=1_000, retry_after_seconds=7)
+    predictor = client.app.state.predictor
+    predictor.pending_chars = 900  # another request is being tagged
+    try:
+        big = client.post("/v1/tag", json={"comments": [{"text": "等" * 1_000}]})
+        small_but_threaded = client.post("/v1/tag", json={"comments": [{"text": "等" * 200}]})
+        predictor.pending_chars, predictor.chars_per_second = 1_000, 1.0  # full, and hours of work by the estimate
+        inline = client.post("/v1/tag", json={"comments": [{"text": "等了很久"}]})
+    finally:
+        predictor.pending_chars, predictor.chars_per_second = 0, None
+    assert big.status_code == 503 and big.headers["retry-after"] == "7" and "KESHENG_MAX_PENDING_CHARS" in big.json()["detail"]
+    assert small_but_threaded.status_code == 503 and small_but_threaded.headers["retry-after"] == "7"
+    assert inline.status_code == 200  # small requests keep flowing on the event loop
+    assert 'kesheng_tag_requests_stopped_total{reason="busy"} 2.0' in client.get("/metrics").text
+    assert client.post("/v1/tag", json={"comments": [{"text": "等" * 1_000}]}).status_code == 200  # idle again: admitted
+
+
+class _CountingModel:
+    """Wraps a model and counts its predict calls (chunks tagged)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.calls = 0
+
+    def predict(self, texts):
+        self.calls += 1
+        return self.model.predict(texts)
+
+
+def _predictor(**overrides):
+    from kesheng.serve.api.work import Predictor
+
+    return Predictor(Settings(**{"inline_chars": 0, "predict_chunk_chars": 100, **overrides}))
+
+
+def test_work_stops_between_chunks_when_the_client_is_gone(model):
+    import asyncio
+
+    from kesheng.serve.api.work import ClientGone
+
+    counting, predictor = _CountingModel(model), _predictor()
+
+    async def gone() -> bool:
+        return True
+
+    with pytest.raises(ClientGone):
+        asyncio.run(predictor.predict(counting, ["等了很久没人回复" * 10] * 20, time.monotonic() + 60, gone))
+    assert counting.calls == 1 and predictor.pending_chars == 0  # 1 chunk of 20 tagged, the admission released
+    predictor.close()
+
+
+def test_a_request_past_its_deadline_stops_with_overloaded(model):
+    import asyncio
+
+    from kesheng.serve.api.work import Overloaded
+
+    counting, predictor = _CountingModel(model), _predictor()
+
+    async def here() -> bool:
+        return False
+
+    with pytest.raises(Overloaded, match="deadline") as refused:
+        asyncio.run(predictor.predict(counting, ["等了很久没人回复" * 10] * 20, time.monotonic() - 1, here))
+    assert refused.value.reason == "deadline" and counting.calls <= 1 and predictor.pending_chars == 0
+    predictor.close()
+
+
+def test_openapi_states_the_limits_and_the_503(api):
+    spec = api(max_request_chars=12_345, request_deadline_seconds=7, graceful_timeout_seconds=9).get("/openapi.json").json()
+    description = spec["info"]["description"]
+    assert "12,345 characters per request" in description and "7 s" in description and "Retry-After" in description
+    assert "Retry-After" in spec["paths"]["/v1/tag"]["post"]["responses"]["503"]["headers"]
+
+
+class TestSettingsLimits:
+    def test_graceful_timeout_must_exceed_the_deadline(self):
+        with pytest.raises(SettingsError, match="graceful_timeout_seconds"):
+            Settings.from_env({"KESHENG_REQUEST_DEADLINE_SECONDS": "30"})
+        settings = Settings.from_env({"KESHENG_REQUEST_DEADLINE_SECONDS": "30", "KESHENG_GRACEFUL_TIMEOUT_SECONDS": "40"})
+        assert settings.graceful_timeout_seconds > settings.request_deadline_seconds
+        assert Settings().graceful_timeout_seconds > Settings().request_deadline_seconds
+
+    def test_trusted_proxies_must_be_addresses(self):
+        with pytest.raises(SettingsError, match="KESHENG_TRUSTED_PROXIES"):
+            Settings.from_env({"KESHENG_TRUSTED_PROXIES": "10.0.0.0/8, proxy.local"})
+        assert Settings.from_env({"KESHENG_TRUSTED_PROXIES": "10.0.0.0/8, ::1"}).trusted_proxies == ("10.0.0.0/8", "::1")
+
+
+# Fail closed.
+
+
+def test_auth_off_is_a_warning(api, capfd):
+    api()
+    warnings = [json.loads(line) for line in capfd.readouterr().err.splitlines() if '"WARNING"' in line]
+    assert any("auth OFF" in entry["msg"] for entry in warnings)
+    api(api_keys=frozenset({"k"}))
+    assert "auth OFF" not in capfd.readouterr().err
+
+
+class TestProtectedPages:
+    PAGES = ("/metrics", "/docs", "/openapi.json", "/redoc")
+
+    def test_open_without_any_key(self, api):
+        client = api()
+        assert all(client.get(page).status_code == 200 for page in self.PAGES)
+
+    def test_closed_when_api_keys_are_set(self, api):
+        client = api(api_keys=frozenset({"k"}), metrics_keys=frozenset({"scraper"}))
+        for page in self.PAGES:
+            assert client.get(page).status_code == 401, page
+            assert client.get(page, headers={"X-API-Key": "wrong"}).status_code == 403, page
+            assert client.get(page, headers={"X-API-Key": "k"}).status_code == 200, page
+        # Prometheus sends its credentials as a bearer token.
+        assert client.get("/metrics", headers={"Authorization": "Bearer scraper"}).status_code == 200
+        # A metrics key opens no /v1 route.
+        assert client.post("/v1/tag", json={"comments": [{"text": "好"}]}, headers={"X-API-Key": "scraper"}).status_code == 403
+
+    def test_metrics_keys_alone_close_them(self, api):
+        client = api(metrics_keys=frozenset({"scraper"}))
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers={"X-API-Key": "scraper"}).status_code == 200
+        assert client.post("/v1/tag", json={"comments": [{"text": "好"}]}).status_code == 200
+
+    def test_can_be_left_open_on_purpose(self, api):
+        client = api(api_keys=frozenset({"k"}), open_metrics_and_docs=True)
+        assert all(client.get(page).status_code == 200 for page in self.PAGES)
+
+
+def test_a_body_without_a_valid_key_is_refused_before_it_is_read(api):
+    client = api(api_keys=frozenset({"k"}), max_body_bytes=2048)
+    oversized = b'{"comments": [' + b"x" * 10_000  # over the size limit and not JSON
+    missing = client.post("/v1/tag", content=oversized, headers={"Content-Type": "application/json"})
+    wrong = client.post("/v1/tag", content=oversized, headers={"Content-Type": "application/json", "X-API-Key": "no"})
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "ApiKey"
+    assert wrong.status_code == 403  # not 413 or 400: the body was never looked at
+    doubled = client.post("/v1/tag", json={"comments": [{"text": "好"}]}, headers=[("X-API-Key", "k"), ("X-API-Key", "k")])
+    assert doubled.status_code == 401 and "one X-API-Key" in doubled.json()["detail"]
+
+
+# The smaller items: headers, probes, redirects, forwarded addresses.
+
+
+def test_every_response_says_nosniff(api):
+    client = api(api_keys=frozenset({"k"}), max_body_bytes=1024)
+    responses = [
+        client.get("/v1/health"),
+        client.get("/v1/nothing", headers={"X-API-Key": "k"}),
+        client.post("/v1/tag", json={"comments": []}),
+        client.post("/v1/tag", content=b"{" * 2000, headers={"X-API-Key": "k"}),
+        client.post("/v1/tag", json={"comments": [{"text": "好"}]}, headers={"X-API-Key": "k"}),
+    ]
+    assert [r.status_code for r in responses] == [200, 404, 401, 413, 200]
+    assert all(r.headers["x-content-type-options"] == "nosniff" for r in responses)
+
+
+def test_probes_answer_options(api):
+    client = api()
+    for path in ("/v1/health", "/v1/ready"):
+        response = client.options(path)
+        assert response.status_code == 204 and set(response.headers["allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+
+
+def test_a_trailing_slash_is_not_redirected_to_the_host_header(api):
+    response = api().post("/v1/tag/", json={"comments": [{"text": "好"}]}, headers={"Host": "evil.example"}, follow_redirects=False)
+    assert response.status_code == 404 and "location" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "peer, forwarded, trusted, logged",
+    [
+        ("203.0.113.9", "1.2.3.4", (), "203.0.113.9"),  # no trusted proxy: the header is the client's claim
+        ("203.0.113.9", "1.2.3.4", ("10.0.0.0/8",), "203.0.113.9"),  # from an untrusted peer
+        ("10.0.0.2", "1.2.3.4", ("10.0.0.0/8",), "1.2.3.4"),
+        ("10.0.0.2", "6.6.6.6, 1.2.3.4, 10.0.0.7", ("10.0.0.0/8",), "1.2.3.4"),  # the left part is forgeable
+        ("10.0.0.2", None, ("10.0.0.0/8",), "10.0.0.2"),
+    ],
+)
+def test_forwarded_for_is_trusted_only_from_configured_proxies(peer, forwarded, trusted, logged):
+    from kesheng.serve.api.observability import Metrics, RequestGuard
+    from kesheng.serve.api.work import Predictor
+
+    settings = Settings(trusted_proxies=trusted)
+    guard = RequestGuard(None, settings=settings, metrics=Metrics(), predictor=Predictor(settings))
+    headers = {b"x-forwarded-for": forwarded.encode()} if forwarded else {}
+    assert guard._client({"client": (peer, 5555)}, headers) == logged
+
+
+# The label store: readiness, a full disk, file modes.
+
+
+class _FailingDb:
+    """A SQLite connection that fails statements containing `failing` as a full or read-only disk would."""
+
+    def __init__(self, db, failing: str, message: str):
+        self.db, self.failing, self.message = db, failing, message
+
+    def execute(self, sql, *args):
+        import sqlite3
+
+        if self.failing in sql:
+            raise sqlite3.OperationalError(self.message)
+        return self.db.execute(sql, *args)
+
+    def close(self):
+        self.db.close()
+
+
+def test_a_full_disk_is_a_clear_503_and_nothing_is_claimed_stored(api, tmp_path, capfd):
+    client = api()
+    store = client.app.state.store
+    store._db = _FailingDb(store._db, "INSERT INTO feedback", "database or disk is full")
+    response = client.post("/v1/feedback", json={"text": "等了很久", "tags": ["slow_response"]})
+    assert response.status_code == 503 and response.headers["retry-after"]
+    assert "database or disk is full" in response.json()["detail"] and "nothing was stored" in response.json()["detail"]
+    err = capfd.readouterr().err
+    assert "label store refused a write" in err and "Traceback" not in err
+    store._db = store._db.db
+    assert len(store) == 0
+
+
+def test_ready_says_when_the_label_store_cannot_take_writes(api, monkeypatch):
+    import os
+    from types import SimpleNamespace
+
+    client = api()
+    assert client.get("/v1/ready").status_code == 200
+    store = client.app.state.store
+    store._db = _FailingDb(store._db, "BEGIN IMMEDIATE", "attempt to write a readonly database")
+    response = client.get("/v1/ready")
+    assert response.status_code == 503 and "readonly" in response.json()["detail"]
+    store._db = store._db.db
+    assert client.get("/v1/ready").status_code == 200
+    monkeypatch.setattr(os, "statvfs", lambda path: SimpleNamespace(f_bavail=3, f_frsize=4096))
+    response = client.get("/v1/ready")
+    assert response.status_code == 503 and "12,288 bytes free" in response.json()["detail"]
+
+
+def test_store_files_are_not_world_readable(tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "new.sqlite3"
+    with FeedbackStore(path) as store:
+        store.append(text="等了很久", tags=[], judged_tags=["slow_response"])
+        for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            assert stat.S_IMODE(file.stat().st_mode) & 0o007 == 0, file
+    old = tmp_path / "old.sqlite3"
+    FeedbackStore(old).close()
+    os.chmod(old, 0o644)  # made by an earlier kesheng
+    FeedbackStore(old).close()
+    assert stat.S_IMODE(old.stat().st_mode) == 0o640
+
+
+def test_admission_refuses_work_it_could_not_finish_within_the_deadline(model):
+    import asyncio
+
+    from kesheng.serve.api.work import Overloaded
+
+    predictor = _predictor(request_deadline_seconds=10, max_pending_chars=1_000_000)
+
+    async def here() -> bool:
+        return False
+
+    predictor.pending_chars, predictor.chars_per_second = 5_000, 1_000.0  # 5 s of work queued
+    with pytest.raises(Overloaded, match="about 5.0 s of work") as refused:
+        asyncio.run(predictor.predict(model, ["等了很久没人回复" * 500], time.monotonic() + 60, here))  # 4,000 more: 9 s > 80% of 10 s
+    assert refused.value.reason == "busy" and predictor.pending_chars == 5_000
+    predictor.pending_chars, predictor.chars_per_second = 0, 1_000.0  # idle: admitted whatever the estimate says
+    results = asyncio.run(predictor.predict(model, ["等了很久没人回复" * 500], time.monotonic() + 60, here))
+    assert len(results) == 1 and predictor.pending_chars == 0 and predictor.chars_per_second != 1_000.0  # measured again
+    predictor.close()
+
+
+def test_a_request_that_cannot_finish_in_time_stops_as_soon_as_that_is_clear(model):
+    import asyncio
+
+    from kesheng.serve.api.work import Overloaded
+
+    counting = _CountingModel(model)
+    predictor = _predictor(request_deadline_seconds=60, graceful_timeout_seconds=90)
+    # The speed this worker would measure under a heavy load: hours for the rest of the request.
+    predictor._measured = lambda chars, seconds: setattr(predictor, "chars_per_second", 0.001)
+
+    async def here() -> bool:
+        return False
+
+    with pytest.raises(Overloaded, match="deadline"):
+        asyncio.run(predictor.predict(counting, ["等了很久没人回复" * 10] * 20, time.monotonic() + 60, here))
+    assert counting.calls == 1 and predictor.pending_chars == 0  # 1 of 20 chunks, not 20 chunks then a 503
+    predictor.close()

@@ -376,3 +376,82 @@ def test_tag_and_report_find_the_comments_column_the_same_way(model, tmp_path):
     assert "comments read from column 'answer'" in tagged.output
     report = runner.invoke(app, ["report", "-i", str(tmp_path / "t.csv"), "-o", str(tmp_path / "r.md")])
     assert report.exit_code == 0 and "comments read from column 'answer'" in report.output
+
+
+# Clean stops: `kesheng tag` on SIGTERM/SIGINT, and workers that outlive no parent.
+
+
+def _start_tag(model_dir, source: Path, target: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "kesheng", "tag", "--model", str(model_dir), "-i", str(source), "-o", str(target),
+               "-w", "2", "--chunk-rows", "100", "--no-progress"]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _children_once_committed(process: subprocess.Popen, target: Path, chunks: int = 3) -> set[int]:
+    """The run's child processes, read once `chunks` chunks are committed (the workers are busy then)."""
+    import psutil
+
+    progress = partial_dir_for(target) / "progress.json"
+    deadline = time.time() + 120
+    family: set[int] = set()
+    while time.time() < deadline:
+        family |= {child.pid for child in psutil.Process(process.pid).children(recursive=True)}
+        if progress.exists() and json.loads(progress.read_text(encoding="utf-8") or "{}").get("chunks_done", 0) >= chunks:
+            return family
+        assert process.poll() is None, "the run ended before it could be stopped"
+        time.sleep(0.02)
+    raise AssertionError("no chunk was committed")
+
+
+def _alive(pids: set[int], wait_seconds: float) -> set[int]:
+    """The processes among `pids` still running after up to `wait_seconds` (polled; zombies count as gone)."""
+    import psutil
+
+    deadline = time.time() + wait_seconds
+    while True:
+        alive = set()
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.add(pid)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive or time.time() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_tag_stops_on_a_signal_keeps_committed_rows_and_leaves_no_worker(model_dir, tmp_path, sig, code):
+    source = write_rows(tmp_path / "in.csv", survey_rows(8000))
+    target = tmp_path / "out.csv"
+    process = _start_tag(model_dir, source, target)
+    family = _children_once_committed(process, target)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"interrupted by {sig.name}; the ") and "rows tagged so far are kept" in lines[0], stderr
+    assert not _alive(family, 10)
+    assert not target.exists() and partial_dir_for(target).exists()
+    result = tag_file(model_dir, source, target, TagFileOptions(chunk_rows=100, workers=2))
+    assert result.resumed_rows >= 300 and result.rows == 8000
+    clean = tmp_path / "clean.csv"
+    tag_file(model_dir, source, clean, TagFileOptions(chunk_rows=100))
+    assert target.read_bytes() == clean.read_bytes()
+
+
+@pytest.mark.slow
+def test_workers_exit_when_the_parent_is_killed(model_dir, tmp_path):
+    source = write_rows(tmp_path / "in.csv", survey_rows(8000))
+    target = tmp_path / "out.csv"
+    process = _start_tag(model_dir, source, target)
+    family = _children_once_committed(process, target, chunks=1)
+    assert len(family) >= 2
+    process.kill()  # only the parent: nobody stops the workers but themselves
+    process.communicate(timeout=60)
+    leftover = _alive(family, 10)
+    for pid in leftover:
+        os.kill(pid, signal.SIGKILL)
+    assert not leftover

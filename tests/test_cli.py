@@ -157,3 +157,27 @@ def test_help_is_whole_at_80_columns():
     assert "kesheng[distributed]" in result.output  # not swallowed as markup
     assert "<bool>" not in result.output and "…" not in result.output
     assert max(len(line) for line in result.output.splitlines()) <= 80
+
+
+@pytest.mark.slow
+def test_tag_to_a_full_stdout_is_one_line(model_dir, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("text\n等了很久没人回复\n服务很好\n", encoding="utf-8")
+    for args in (["-i", str(source)], ["等了很久没人回复"]):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(
+                [sys.executable, "-m", "kesheng", "tag", "--model", str(model_dir), *args],
+                stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
+            )
+        assert done.returncode == 2
+        assert done.stderr.strip().splitlines() == ["error: cannot write to stdout (No space left on device)"]
+
+
+def test_tag_that_cannot_write_its_output_does_not_claim_rows_were_kept(model_dir, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("text\n等了很久没人回复\n", encoding="utf-8")
+    blocker = tmp_path / "not_a_directory"
+    blocker.write_text("", encoding="utf-8")
+    result = run("tag", "--model", model_dir, "-i", source, "-o", blocker / "out.csv")
+    assert result.exit_code == 1
+    assert "no row was written" in result.output and "kept" not in result.output

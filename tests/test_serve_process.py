@@ -138,3 +138,43 @@ def test_serve_without_a_model_option_serves_the_default_model(tmp_path):
         assert httpx.get(f"{server.url}/v1/model", timeout=10).json()["model_version"] == read_model_version(bundled_model_path())
     finally:
         server.kill(signal.SIGTERM)
+
+
+def test_serve_refuses_broken_weights_in_one_line(model_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    (broken / "weights.safetensors").write_bytes(b"\x00" * 10)
+    result = subprocess.run(
+        [sys.executable, "-m", "kesheng", "serve", "--model", str(broken), "--port", str(_free_port()), "--feedback-db", str(tmp_path / "f.sqlite3")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "weights" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_stops_gracefully_with_the_same_exit_status_for_1_and_n_workers(server, workers):
+    srv = server("--workers", str(workers))
+    assert httpx.post(f"{srv.url}/v1/tag", json={"comments": [{"text": "等了很久"}]}, timeout=10).status_code == 200
+    srv.process.send_signal(signal.SIGTERM)
+    assert srv.process.wait(timeout=60) == 0
+    srv.log.close()
+
+
+def test_a_request_in_flight_at_sigterm_gets_its_answer(server):
+    import threading
+
+    srv = server()
+    body = {"comments": [{"text": "等了很久没人回复，问题还是没解决。" * 110} for _ in range(50)]}  # 93,500 characters: ten chunks
+    answers = []
+    worker = threading.Thread(target=lambda: answers.append(httpx.post(f"{srv.url}/v1/tag", json=body, timeout=60)))
+    worker.start()
+    time.sleep(0.5)  # the request is being tagged
+    srv.process.send_signal(signal.SIGTERM)
+    worker.join(timeout=60)
+    assert srv.process.wait(timeout=60) == 0
+    assert answers and answers[0].status_code == 200 and len(answers[0].json()["results"]) == 50
+    srv.log.close()

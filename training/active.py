@@ -178,7 +178,8 @@ def write_suggestions(records: list[dict], output: Path, model_version: str, tax
              "predictions": [{"model_version": model_version, "score": r["uncertainty"],
                               "result": [
                                   {"from_name": "tags", "to_name": "text", "type": "choices", "value": {"choices": r["predicted_tags"]}},
-                                  {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [r["predicted_sentiment"]]}},
+                                  *([{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [r["predicted_sentiment"]]}}]
+                                    if r.get("predicted_sentiment") is not None else []),
                                   *([{"from_name": "escalate", "to_name": "text", "type": "choices",
                                       "value": {"choices": ["yes" if r["predicted_escalate"] else "no"]}}]
                                     if r.get("predicted_escalate") is not None else []),

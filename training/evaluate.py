@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -11,7 +14,22 @@ from kesheng.models import Prediction, TagClassifier
 from kesheng.models.schema import SENTIMENTS, Taxonomy
 from kesheng.training.data import LabeledSet
 
-__all__ = ["choose_escalate_threshold", "choose_thresholds", "dev_score", "escalate_metrics", "evaluate", "evaluate_predictions", "format_metrics"]
+__all__ = [
+    "SHARE_CORRECTION",
+    "choose_escalate_threshold",
+    "choose_thresholds",
+    "dev_score",
+    "escalate_metrics",
+    "evaluate",
+    "evaluate_predictions",
+    "format_metrics",
+    "share_rates",
+    "store_share_rates",
+    "write_share_rates",
+]
+
+# The metrics.json key of the error rates reports use to correct problem shares (kesheng.analysis.shares).
+SHARE_CORRECTION = "share_correction"
 
 
 # Zero-division policy (documented in the README): a precision with nothing predicted, a recall
@@ -124,6 +142,70 @@ def escalate_metrics(data: LabeledSet, predictions: Sequence[Prediction]) -> dic
 
 def evaluate(model: TagClassifier, data: LabeledSet, groups: Sequence[str] | None = None) -> dict:
     return evaluate_predictions(data, model.predict(data.texts), groups)
+
+
+def _score_moments(values: np.ndarray) -> dict:
+    return {"n": int(values.size), "mean": float(values.mean()) if values.size else None, "sd": float(values.std(ddof=1)) if values.size > 1 else None}
+
+
+def share_rates(data: LabeledSet, predictions: Sequence[Prediction], measured_on: str) -> dict:
+    """Per tag, the confusion counts (tp, fn, fp, tn) and the mean and spread of the tag's score
+    among labeled positives and negatives: what a report needs to turn a predicted share into an
+    estimate of the true one (adjusted classify-and-count and its probabilistic variant), with
+    counts rather than rates so the uncertainty of the rates can be carried into the interval.
+
+    `predictions` must come from the final model on rows it was not trained on; `measured_on`
+    says which rows, for the model card and the report.
+    """
+    if len(predictions) != len(data):
+        raise ValueError(f"{len(predictions)} predictions for {len(data)} rows")
+    block: dict = {"measured_on": measured_on, "n": len(data), "tags": {}}
+    for j, name in enumerate(data.taxonomy.names):
+        known = np.flatnonzero(data.tags[:, j] >= 0)
+        truth = data.tags[known, j]
+        predicted = np.array([int(name in predictions[i].tags) for i in known], dtype=np.int8)
+        scores = np.array([predictions[i].scores[name] for i in known], dtype=np.float64)
+        counts = _binary(truth, predicted)
+        block["tags"][name] = {k: counts[k] for k in ("tp", "fn", "fp", "tn")} | {
+            "score_positive": _score_moments(scores[truth == 1]),
+            "score_negative": _score_moments(scores[truth == 0]),
+        }
+    complete = np.flatnonzero((data.tags >= 0).all(axis=1))
+    other_truth = (data.tags[complete].sum(axis=1) == 0).astype(np.int8)
+    other_predicted = np.array([int(not predictions[i].tags) for i in complete], dtype=np.int8)
+    counts = _binary(other_truth, other_predicted)
+    block["other"] = {k: counts[k] for k in ("tp", "fn", "fp", "tn")}
+    return block
+
+
+def store_share_rates(model_dir: str | os.PathLike, model: TagClassifier, data: LabeledSet, measured_on: str) -> dict:
+    """(Re)measure the share-correction rates of the model in `model_dir` on held-out labeled
+    `data` and write them into its metrics.json (and model card), atomically; weights untouched.
+
+    The rows must be ones the model never trained on (for the bundled pipeline: the test split;
+    dev is refit into tfidf-linear models) and never the independent test set, which measures
+    the correction itself.
+    """
+    block = share_rates(data, model.predict(data.texts), measured_on)
+    write_share_rates(model_dir, model, block)
+    return block
+
+
+def write_share_rates(model_dir: str | os.PathLike, model: TagClassifier, block: dict) -> None:
+    """Put a `share_correction` block into the metrics.json (and model card) of `model`'s directory."""
+    from kesheng.files.atomic import write_atomic
+    from kesheng.models.base import METRICS_FILE, rounded
+    from kesheng.models.card import CARD_FILE, render_card, with_share_correction
+
+    directory = Path(model_dir)
+    metrics = dict(getattr(model, "metrics_", {}) or {})
+    metrics[SHARE_CORRECTION] = block
+    model.metrics_ = metrics
+    write_atomic(directory / METRICS_FILE, json.dumps(rounded(metrics), ensure_ascii=False, indent=2).encode("utf-8"))
+    card = directory / CARD_FILE
+    # Only the rates' section changes: re-rendering from the rounded metrics.json could move other figures by 0.001.
+    text = with_share_correction(card.read_text(encoding="utf-8"), block) if card.is_file() else render_card(model)
+    write_atomic(card, text.encode("utf-8"))
 
 
 def choose_thresholds(

@@ -16,7 +16,7 @@ from kesheng.training.compare import score_intervals
 from kesheng.training.config import TrainConfig
 from kesheng.training.corpus import load_corpus_labels, load_corpus_splits, read_corpus, read_label_file
 from kesheng.training.data import LabeledSet, dedupe_key, group_split, load_labeled
-from kesheng.training.evaluate import DevScore, choose_escalate_threshold, choose_thresholds, evaluate_predictions
+from kesheng.training.evaluate import SHARE_CORRECTION, DevScore, choose_escalate_threshold, choose_thresholds, evaluate_predictions, share_rates
 from kesheng.training.fine_tune import FineTuner
 from kesheng.training.weak import WeakLabeler, polarity_votes
 
@@ -223,6 +223,9 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, overwrite: 
         "test": test_metrics,
         "intervals": {"test": score_intervals(test, test_predictions, seed=config.seed)},
         "dev_before_refit": dev_metrics,
+        # The final model's error rates on rows it never trained on: dev is refit into the final
+        # tfidf-linear model (its rates there are in-sample, recall near 1), so they come from test.
+        SHARE_CORRECTION: share_rates(test, test_predictions, f"test split ({len(test)} comments held out from training)"),
         "data": {
             "train_files": [str(p) for p in config.train_files],
             "n_fit": len(fit_part),

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from importlib import metadata
 
 import anyio
@@ -15,13 +16,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kesheng.models import Prediction, TagClassifier
 from kesheng.serve.api.model_holder import ModelHolder, ReloadOutcome
 from kesheng.serve.api.observability import Metrics, RequestGuard, configure_logging
 from kesheng.serve.api.routes import build_router, metrics_route
 from kesheng.serve.api.schemas import build_request_models
 from kesheng.serve.api.settings import Settings
-from kesheng.stores.feedback import FeedbackStore
+from kesheng.serve.api.work import GIL_SWITCH_SECONDS, Predictor
+from kesheng.stores.feedback import FeedbackStore, FeedbackStoreError
 
 __all__ = ["create_app"]
 
@@ -33,26 +34,42 @@ DESCRIPTION = """
 
 `POST /v1/tag` returns, per comment and in request order, the same object as a line of
 `kesheng tag`: tags above their thresholds, a probability per tag, sentiment, and evidence spans
-whose offsets index the text as sent. Errors are JSON `{"detail": ..., "errors": [{"loc", "msg", "type"}]}`
+whose offsets index the text as sent. Errors are JSON `{{"detail": ..., "errors": [{{"loc", "msg", "type"}}]}}`
 naming the item, e.g. `comments[3].text`.
+
+**Limits** (this server's settings): {max_comments:,} comments and {max_text_chars:,} characters per comment,
+{max_request_chars:,} characters per request in all (413 over it: split the batch), bodies up to
+{max_body_bytes:,} bytes. Each request is answered within {deadline:g} s of its arrival: a worker
+that is busy, or a request it cannot finish in time, is answered **503 with `Retry-After`**
+({retry_after} s): retry then, or send fewer characters. Work stops when the client disconnects.
+
+**Keys**: with `KESHENG_API_KEYS` set, every /v1 route but /v1/health and /v1/ready needs one in
+`X-API-Key` (401 missing, 403 wrong), checked before the body is read; /metrics and these docs need
+an API, admin or `KESHENG_METRICS_KEYS` key (`X-API-Key` or `Authorization: Bearer`).
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, holder: ModelHolder | None = None) -> FastAPI:
+    """The app; `holder`: a model already loaded and checked (`kesheng serve` with one worker), else loaded at startup."""
     settings = settings if settings is not None else Settings.from_env()
     configure_logging(settings.log_level)
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        holder = ModelHolder(settings.model_dir, settings.escalate_threshold)
-        await anyio.to_thread.run_sync(holder.load)
-        app.state.holder = holder
-        app.state.store = FeedbackStore(settings.feedback_db)
-        log.info(
-            "serving %s from %s; label store %s; auth %s",
-            holder.version, holder.model_dir, settings.feedback_db, "on" if settings.api_keys else "off",
-        )
+        app.state.store = FeedbackStore(settings.feedback_db)  # before the holder: readiness reads both
+        loaded = holder
+        if loaded is None:
+            loaded = ModelHolder(settings.model_dir, settings.escalate_threshold)
+            await anyio.to_thread.run_sync(loaded.load)
+        app.state.holder = loaded
+        log.info("serving %s from %s; label store %s", loaded.version, loaded.model_dir, settings.feedback_db)
+        if settings.api_keys:
+            log.info("auth on: /v1 routes need one of %d API keys", len(settings.api_keys))
+        else:
+            # Loud on purpose: an open API is a deliberate choice, never a silent default in production.
+            log.warning("auth OFF: KESHENG_API_KEYS is not set, so anyone who reaches this port can call every /v1 route")
+        sys.setswitchinterval(GIL_SWITCH_SECONDS)
         loop = asyncio.get_running_loop()
         hup_installed = _install_sighup(loop, lambda: loop.create_task(app.state.reload_model(only_if_changed=False)))
         watcher = loop.create_task(_watch(app, settings.reload_check_seconds)) if settings.reload_check_seconds else None
@@ -64,13 +81,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if hup_installed:
                 loop.remove_signal_handler(signal.SIGHUP)
             app.state.store.close()
+            app.state.predictor.close()
 
     # The docs page loads Swagger UI from files the package ships, not from a CDN: it works offline.
     app = FastAPIOffline(
         title="客声 kesheng API",
         version=_package_version(),
-        description=DESCRIPTION,
+        description=DESCRIPTION.format(
+            max_comments=settings.max_comments, max_text_chars=settings.max_text_chars,
+            max_request_chars=settings.max_request_chars, max_body_bytes=settings.max_body_bytes,
+            deadline=settings.request_deadline_seconds, retry_after=settings.retry_after_seconds,
+        ),
         lifespan=lifespan,
+        # No redirect from /v1/tag/ to /v1/tag: Starlette builds that Location from the Host header.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -82,10 +106,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return outcome
 
     app.state.reload_model = reload_model
-    app.state.predict = _predictor(settings)
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    app.state.predictor = Predictor(settings)
+    app.add_middleware(RequestGuard, settings=settings, metrics=metrics, predictor=app.state.predictor)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(FeedbackStoreError, _store_error)
     app.add_exception_handler(Exception, _internal_error)
     app.include_router(build_router(build_request_models(settings)))
     app.add_api_route(
@@ -93,59 +118,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
     )
     return app
-
-
-def _predictor(settings: Settings):
-    """Small requests are tagged on the event loop, big ones in a thread so the loop stays free.
-
-    A thread hop costs more than tagging one short comment (GIL handoff), and a process is
-    CPU-bound either way: concurrency comes from worker processes, not threads. Small requests
-    that arrive together are tagged in one predict call (one vectorized pass instead of many).
-    """
-    limiter = anyio.CapacityLimiter(settings.predict_threads)
-    batcher = _LoopBatcher()
-
-    async def predict(model: TagClassifier, texts: list[str]) -> list[Prediction]:
-        if sum(len(t) for t in texts if t) <= settings.inline_chars:
-            return await batcher.predict(model, texts)
-        return await anyio.to_thread.run_sync(model.predict, texts, limiter=limiter)
-
-    return predict
-
-
-class _LoopBatcher:
-    """Merges the predict calls queued in one event-loop iteration; no timer, so no added wait."""
-
-    def __init__(self):
-        self._pending: list[tuple[TagClassifier, list[str], asyncio.Future]] = []
-
-    async def predict(self, model: TagClassifier, texts: list[str]) -> list[Prediction]:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._flush)
-        self._pending.append((model, texts, future))
-        return await future
-
-    def _flush(self) -> None:
-        pending, self._pending = self._pending, []
-        by_model: dict[int, list] = {}
-        for item in pending:  # a reload may put two models in one iteration
-            by_model.setdefault(id(item[0]), []).append(item)
-        for items in by_model.values():
-            texts = [text for _, item_texts, _ in items for text in item_texts]
-            try:
-                predictions = items[0][0].predict(texts)
-            except Exception as exc:  # noqa: BLE001 - handed to each waiting request
-                for _, _, future in items:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            start = 0
-            for _, item_texts, future in items:
-                if not future.done():
-                    future.set_result(predictions[start : start + len(item_texts)])
-                start += len(item_texts)
 
 
 def _install_sighup(loop: asyncio.AbstractEventLoop, callback) -> bool:
@@ -204,10 +176,22 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     detail = str(exc.detail)
     if isinstance(exc.__cause__, RecursionError):
         detail = "request body is JSON nested too deeply to parse; send a flat {\"comments\": [...]} object"
-    errors = [{"loc": "body", "msg": detail, "type": "body_invalid"}] if exc.status_code == 400 else []
+    kind = {400: "body_invalid", 413: "request_too_large", 503: "overloaded"}.get(exc.status_code)
+    errors = [{"loc": "body", "msg": detail, "type": kind}] if kind else []
     return JSONResponse({"detail": detail, "errors": errors}, status_code=exc.status_code, headers=exc.headers)
 
 
+async def _store_error(request: Request, exc: FeedbackStoreError) -> JSONResponse:
+    # A known condition (disk full, read-only file): one line in the log, not a traceback, and a
+    # 503 that says the correction was not stored, so the caller keeps it and sends it again.
+    log.error("label store refused a write on %s: %s", request.url.path, exc)
+    detail = f"the label store cannot take corrections now ({exc}); nothing was stored: send it again later"
+    return JSONResponse(
+        {"detail": detail, "errors": [{"loc": "body", "msg": detail, "type": "store_unavailable"}]},
+        status_code=503, headers={"Retry-After": str(request.app.state.settings.retry_after_seconds)},
+    )
+
+
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # Not logged here: Starlette re-raises after this answer and the server logs the traceback once.
     return JSONResponse({"detail": "internal error; see the server log", "errors": []}, status_code=500)

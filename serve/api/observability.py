@@ -1,13 +1,15 @@
 """Prometheus metrics, JSON logs, and the ASGI guard every request passes through.
 
-The guard is plain ASGI (not BaseHTTPMiddleware) because it runs on every request: it reads the
-body itself, so an oversized body is refused before anything parses it, and a slow or vanished
-client only ever holds an await, never a worker thread.
+The guard is plain ASGI (not BaseHTTPMiddleware) because it runs on every request: it checks the
+key before reading the body and reads the body itself, so a request without a valid key or with
+an oversized body is refused before anything parses it, and a slow or vanished client only ever
+holds an await, never a worker thread.
 """
 
 from __future__ import annotations
 
 import collections
+import ipaddress
 import json
 import logging
 import os
@@ -19,6 +21,9 @@ from typing import Iterable
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest, multiprocess
 
 from kesheng.models import Prediction
+from kesheng.serve.api.auth import access_rule, key_refusal, presented_key
+from kesheng.serve.api.settings import Settings
+from kesheng.serve.api.work import Predictor
 
 __all__ = ["JsonFormatter", "Metrics", "RequestGuard", "configure_logging"]
 
@@ -81,6 +86,10 @@ class Metrics:
         self.escalations = Counter("kesheng_escalations", "Comments flagged escalate=true (need a person now)", registry=r)
         self.feedback = Counter("kesheng_feedback_stored", "Corrections stored in the label store", registry=r)
         self.reloads = Counter("kesheng_model_reloads", "Model reload attempts", ["outcome"], registry=r)
+        self.refused = Counter(
+            "kesheng_tag_requests_stopped", "/v1/tag requests not tagged in full: busy (503), deadline (503), client_gone",
+            ["reason"], registry=r,
+        )
 
     def record_predictions(self, predictions: Iterable[Prediction]) -> None:
         # Counted first: each labels().inc() takes a lock (and writes a file in multiprocess mode).
@@ -110,19 +119,25 @@ class Metrics:
 
 
 class RequestGuard:
-    """Body size limit, request id, latency metrics and one access-log line per request."""
+    """Keys, body size limit, request id, security headers, latency metrics and one access-log line per request."""
 
-    def __init__(self, app, max_body_bytes: int, metrics: Metrics):
+    def __init__(self, app, settings: Settings, metrics: Metrics, predictor: Predictor):
         self.app = app
-        self.max_body_bytes = max_body_bytes
+        self.settings = settings
+        self.predictor = predictor
+        self.max_body_bytes = settings.max_body_bytes
         self.metrics = metrics
+        self.trusted_proxies = tuple(ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = dict(scope.get("headers") or [])
+        # The request's deadline runs from here (routes read it from the scope state).
+        scope.setdefault("state", {})["arrived"] = time.monotonic()
+        raw_headers = scope.get("headers") or []
+        headers = dict(raw_headers)
         supplied_id = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = supplied_id if _REQUEST_ID.match(supplied_id) else uuid.uuid4().hex
         status = 500
@@ -131,19 +146,33 @@ class RequestGuard:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())]}
+                # nosniff: a browser never runs a JSON error that echoes input as HTML or script.
+                extra = [(b"x-request-id", request_id.encode()), (b"x-content-type-options", b"nosniff")]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
         try:
+            refusal = self._key_refusal(scope["path"], raw_headers)
+            if refusal is not None:
+                code, detail, kind = refusal
+                await _send_json(send_with_id, code, _error(detail, kind), [(b"www-authenticate", b"ApiKey")] if code == 401 else [])
+                return
             coding = headers.get(b"content-encoding", b"identity").decode("latin-1").strip().lower()
             if coding not in ("", "identity"):
                 # Decompressing would let a small body expand without bound past the size limit.
                 detail = f"Content-Encoding {coding!r} is not accepted: send the JSON uncompressed (UTF-8)"
                 await _send_json(send_with_id, 415, _error(detail, "unsupported_content_encoding"))
                 return
-            body, refusal = await self._read_body(headers, receive)
-            if refusal is not None:
-                await _send_json(send_with_id, 413, _error(refusal, "body_too_large"))
+            declared = headers.get(b"content-length", b"")
+            if scope["path"] == "/v1/tag" and declared.isdigit() and self.predictor.surely_busy(int(declared)):
+                # Reading and parsing a big body only to refuse it would spend the CPU admission saves.
+                self.metrics.refused.labels("busy").inc()
+                retry = [(b"retry-after", str(self.settings.retry_after_seconds).encode())]
+                await _send_json(send_with_id, 503, _error(self.predictor.busy_message(), "overloaded"), retry)
+                return
+            body, refusal_text = await self._read_body(headers, receive)
+            if refusal_text is not None:
+                await _send_json(send_with_id, 413, _error(refusal_text, "body_too_large"))
             elif body and (encoding_problem := _not_utf8(body)):
                 await _send_json(send_with_id, 400, _error(encoding_problem, "body_not_utf8"))
             elif body is not None:
@@ -165,10 +194,46 @@ class RequestGuard:
                             "path": scope["path"],
                             "status": status,
                             "ms": round(elapsed * 1000, 2),
-                            "client": (scope.get("client") or ("", 0))[0],
+                            "client": self._client(scope, headers),
                         }
                     },
                 )
+
+    def _key_refusal(self, path: str, raw_headers: list[tuple[bytes, bytes]]) -> tuple[int, str, str] | None:
+        """(status, message, error type) when the path needs a key this request lacks; checked before the body is read."""
+        rule = access_rule(self.settings, path)
+        if rule is None:
+            return None
+        if rule.disabled is not None:
+            return 403, rule.disabled, "forbidden"
+        key, problem = presented_key(raw_headers, rule.bearer)
+        if problem is not None:
+            return 401, problem, "unauthorized"
+        refusal = key_refusal(key, rule.accepted, rule.what)
+        if refusal is None:
+            return None
+        return refusal[0], refusal[1], "unauthorized" if refusal[0] == 401 else "forbidden"
+
+    def _client(self, scope, headers: dict) -> str:
+        """The peer's address; behind a trusted proxy, the last address its X-Forwarded-For chain did not add itself."""
+        peer = (scope.get("client") or ("", 0))[0]
+        forwarded = headers.get(b"x-forwarded-for")
+        if not forwarded or not self._trusted(peer):
+            return peer
+        hops = [hop.strip() for hop in forwarded.decode("latin-1").split(",") if hop.strip()]
+        # Read from the right: each trusted proxy appended the address it saw; the first
+        # untrusted one is the client (anything left of it is whatever the client claimed).
+        for hop in reversed(hops):
+            if not self._trusted(hop):
+                return hop[:64]
+        return peer
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted_proxies)
 
     async def _read_body(self, headers: dict, receive) -> tuple[bytes | None, str | None]:
         """(body, None), (None, why refused), or (None, None) when the client went away."""
@@ -221,13 +286,13 @@ def _error(detail: str, kind: str) -> dict:
     return {"detail": detail, "errors": [{"loc": "body", "msg": detail, "type": kind}]}
 
 
-async def _send_json(send, status: int, payload: dict) -> None:
+async def _send_json(send, status: int, payload: dict, headers: list[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
         }
     )
     await send({"type": "http.response.body", "body": body})

@@ -17,7 +17,7 @@ from pathlib import Path
 from kesheng.files.atomic import write_atomic
 from kesheng.files.readers import InputFileError
 
-__all__ = ["BrokenPartial", "PartialRun", "partial_dir_for"]
+__all__ = ["BrokenPartial", "PartialRun", "committed_rows", "partial_dir_for"]
 
 PROGRESS_FILE = "progress.json"
 LOCK_FILE = "lock"
@@ -27,6 +27,16 @@ PROGRESS_VERSION = 1
 
 def partial_dir_for(target: Path) -> Path:
     return target.parent / f".{target.name}.kesheng-partial"
+
+
+def committed_rows(target: Path) -> int:
+    """Rows an interrupted run of `target` has committed (what a rerun resumes after); 0 when none."""
+    try:
+        state = json.loads((partial_dir_for(Path(target)) / PROGRESS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    rows = state.get("rows_done") if isinstance(state, dict) else None
+    return rows if isinstance(rows, int) and rows > 0 else 0
 
 
 class PartialRun:

@@ -19,14 +19,19 @@ unreadable, and malformed rows, are kept: their `notes` say what was wrong.
 from __future__ import annotations
 
 import csv
+import ctypes
+import ctypes.util
 import io
 import json
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -189,9 +194,38 @@ class ChunkTagger:
 _worker_tagger: ChunkTagger | None = None
 
 
-def _init_worker(model_dir: str | None, plan: OutputPlan) -> None:
+def _init_worker(model_dir: str | None, plan: OutputPlan, parent_pid: int) -> None:
     global _worker_tagger
+    _die_with_parent(parent_pid)
+    # Ctrl-C reaches the whole process group, and a service manager's stop often every process of
+    # the run: the parent stops the workers between chunks (see _stop_workers), so they ignore both.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _worker_tagger = ChunkTagger(load_model(model_dir), plan)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_CHECK_SECONDS = 1.0
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """A worker whose parent died (kill -9, OOM) exits at once instead of blocking on a pipe forever."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watchdog below still covers it
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(1)
+
+    def watch() -> None:
+        # Elsewhere than Linux (or if prctl failed): an orphan is re-parented, so its ppid changes.
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="kesheng-parent-watch", daemon=True).start()
 
 
 def _tag_in_worker(chunk: Chunk) -> ChunkResult:
@@ -209,20 +243,30 @@ def _tagged_chunks(chunks: Iterator[Chunk], model: TagClassifier, model_dir: Pat
     # spawn, not fork: the parent may hold Arrow thread pools and a progress thread.
     context = multiprocessing.get_context("spawn")
     model_arg = str(model_dir) if model_dir is not None else None
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(model_arg, plan)) as pool:
-        pending: deque = deque()
-        try:
-            for chunk in chunks:
-                pending.append(pool.submit(_tag_in_worker, chunk))
-                del chunk
-                if len(pending) >= 2 * workers:
-                    yield pending.popleft().result()
-            while pending:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(model_arg, plan, os.getpid()))
+    pending: deque = deque()
+    try:
+        for chunk in chunks:
+            pending.append(pool.submit(_tag_in_worker, chunk))
+            del chunk
+            if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
+        while pending:
+            yield pending.popleft().result()
+    except BaseException:
+        # Interrupted (a signal, an error, the consumer gone): the chunks not yet given to a
+        # worker are dropped rather than tagged for nothing.
+        _stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    # Chunks not started are dropped; each worker finishes the chunk it holds and exits. Killing
+    # them mid-chunk instead could cut a result mid-write to the pipe, and the executor's thread
+    # would then wait for the rest of it forever (so would the interpreter's exit). A second
+    # signal does not wait: the parent dies at once and the workers with it (PR_SET_PDEATHSIG).
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _chunks(rows: Iterator[tuple[dict, list[str], int]], size: int, first_index: int) -> Iterator[Chunk]:
@@ -402,13 +446,16 @@ def tag_file(
         chunks = _chunks(rows, options.chunk_rows, run.state["chunks_done"])
         bar = _ProgressBar(options.progress, f"tagging {source.name}", reader.progress_total, resumed_rows)
         try:
-            for result in _tagged_chunks(chunks, loaded, model_dir, plan, options.workers):
-                if out_fmt == "xlsx" and run.state["rows_done"] + result.rows > XLSX_MAX_DATA_ROWS:
-                    raise InputFileError(f"{source} has more than {XLSX_MAX_DATA_ROWS:,} rows, the most an XLSX sheet holds; write CSV or Parquet")
-                sink.write(result.payload)
-                committed = sink.commit(result.index)
-                run.commit(result, committed)
-                bar.update(run.state["rows_done"], reader.progress_done())
+            # closing(): an error or a signal while a chunk is written stops the workers now,
+            # not whenever the suspended generator is collected.
+            with closing(_tagged_chunks(chunks, loaded, model_dir, plan, options.workers)) as tagged:
+                for result in tagged:
+                    if out_fmt == "xlsx" and run.state["rows_done"] + result.rows > XLSX_MAX_DATA_ROWS:
+                        raise InputFileError(f"{source} has more than {XLSX_MAX_DATA_ROWS:,} rows, the most an XLSX sheet holds; write CSV or Parquet")
+                    sink.write(result.payload)
+                    committed = sink.commit(result.index)
+                    run.commit(result, committed)
+                    bar.update(run.state["rows_done"], reader.progress_done())
         finally:
             bar.close()
         sink.finish(target, plan)
@@ -460,9 +507,10 @@ def tag_stream(
         plan = _plan(reader, loaded, out_fmt, options)
         if out_fmt != "jsonl":
             csv.writer(out, delimiter=plan.delimiter).writerow(plan.header())
-        for result in _tagged_chunks(_chunks(reader.rows(), options.chunk_rows, 0), loaded, model_dir, plan, options.workers):
-            out.write(result.payload.decode("utf-8"))
-            written += result.rows
+        with closing(_tagged_chunks(_chunks(reader.rows(), options.chunk_rows, 0), loaded, model_dir, plan, options.workers)) as tagged:
+            for result in tagged:
+                out.write(result.payload.decode("utf-8"))
+                written += result.rows
     finally:
         reader.close()
     return written
