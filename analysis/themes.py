@@ -155,7 +155,7 @@ def _centres(clusters: np.ndarray, vectors: np.ndarray, counts: np.ndarray) -> n
     return _unit(np.stack([(vectors[clusters == c] * counts[clusters == c, None]).sum(0) for c in range(int(clusters.max()) + 1)]))
 
 
-def _merge_near_duplicates(clusters: np.ndarray, vectors: np.ndarray, counts: np.ndarray, docs: list[list[str]], params: "ThemeParams") -> np.ndarray:
+def _merge_near_duplicates(clusters: np.ndarray, vectors: np.ndarray, counts: np.ndarray, docs: list[tuple[str, ...]], params: ThemeParams) -> np.ndarray:
     k = int(clusters.max()) + 1
     names = [frozenset(_label(terms, params.label_terms).split("/")) - {""} for terms in label_terms(docs, counts, clusters, k)]
     merged = _merge(_centres(clusters, vectors, counts), names, params.merge_similarity, params.max_themes)
@@ -193,20 +193,7 @@ def _merge(centres: np.ndarray, names: list[frozenset[str]], similarity: float, 
 def find_themes(texts: Sequence[str | None], embedder: TextEmbedder, params: ThemeParams = ThemeParams(), progress: Progress | None = None) -> ThemeModel:
     """Themes of `texts` (None or blank texts get -1). See the module docstring for the steps."""
     n = len(texts)
-    keys = [normalize(t).text if isinstance(t, str) else "" for t in texts]
-    index_of: dict[str, int] = {}
-    unique: list[str] = []
-    text_of_unique: list[str] = []
-    row_unique = np.full(n, -1, dtype=np.int64)
-    for i, key in enumerate(keys):
-        if not key:
-            continue
-        u = index_of.get(key)
-        if u is None:
-            u = index_of[key] = len(unique)
-            unique.append(key)
-            text_of_unique.append(texts[i])
-        row_unique[i] = u
+    unique, text_of_unique, row_unique = _distinct(texts)
     counts = np.bincount(row_unique[row_unique >= 0], minlength=len(unique))
     total = int(counts.sum())
     min_size = params.size_for(total)
@@ -274,7 +261,27 @@ def find_themes(texts: Sequence[str | None], embedder: TextEmbedder, params: The
     return result
 
 
-def _embedded_themes(vectors: np.ndarray, usable: np.ndarray, counts: np.ndarray, docs: list[list[str]], min_size: int, params: ThemeParams) -> tuple[np.ndarray, np.ndarray]:
+def _distinct(texts: Sequence[str | None]) -> tuple[list[str], list[str], np.ndarray]:
+    """Each distinct normalized text once (embedding is the costly step, and survey answers
+    repeat), one of its original spellings for display, and which distinct text each row is (-1: empty)."""
+    index_of: dict[str, int] = {}
+    unique: list[str] = []
+    original: list[str] = []
+    row_unique = np.full(len(texts), -1, dtype=np.int64)
+    for i, text in enumerate(texts):
+        key = normalize(text).text if isinstance(text, str) else ""
+        if not key:
+            continue
+        u = index_of.get(key)
+        if u is None:
+            u = index_of[key] = len(unique)
+            unique.append(key)
+            original.append(text)
+        row_unique[i] = u
+    return unique, original, row_unique
+
+
+def _embedded_themes(vectors: np.ndarray, usable: np.ndarray, counts: np.ndarray, docs: list[tuple[str, ...]], min_size: int, params: ThemeParams) -> tuple[np.ndarray, np.ndarray]:
     """Cluster ids (-1: none) and cosine to the nearest theme centre for the texts with a vector."""
     from sklearn.cluster import HDBSCAN
     from sklearn.decomposition import PCA
