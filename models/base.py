@@ -11,6 +11,7 @@ A model directory is self-describing:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -29,6 +30,7 @@ from kesheng.files.atomic import replace_directory, staging_directory
 from kesheng.models.card import CARD_FILE, render_card
 from kesheng.models.prediction import Prediction
 from kesheng.models.schema import ESCALATE, SENTIMENTS, Taxonomy
+from kesheng.nlp.normalize import is_cjk
 
 __all__ = ["FORMAT_VERSION", "EpochCallback", "ModelLoadError", "TagClassifier", "library_versions", "read_json"]
 
@@ -127,6 +129,18 @@ def softmax(x: np.ndarray) -> np.ndarray:
     """Over the last axis."""
     z = np.exp(x - x.max(axis=-1, keepdims=True))
     return z / z.sum(axis=-1, keepdims=True)
+
+
+# Models learn from Chinese comments: on a comment in another language their silence is not a
+# finding ("no problem, neutral"), and a survey analyst must be able to tell the two apart.
+NOT_CHINESE_NOTE = "not Chinese: the model reads Chinese comments; its tags and sentiment for this text are unreliable"
+
+
+def _with_language_note(text: str, prediction: Prediction) -> Prediction:
+    """The prediction, noted when its text has letters but no Chinese character ("123" and "/" are not a language)."""
+    if any(is_cjk(c) for c in text) or not any(c.isalpha() for c in text):
+        return prediction
+    return dataclasses.replace(prediction, notes=[*prediction.notes, NOT_CHINESE_NOTE])
 
 
 def _empty_prediction(taxonomy: Taxonomy, note: str) -> Prediction:
@@ -254,7 +268,7 @@ class TagClassifier(ABC):
                 todo_text.append(text)
         if todo_text:
             for i, prediction in zip(todo_index, self._predict_texts(todo_text), strict=True):
-                results[i] = prediction
+                results[i] = _with_language_note(texts[i], prediction)
         return results  # type: ignore[return-value]
 
     @abstractmethod

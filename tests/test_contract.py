@@ -65,6 +65,14 @@ def test_texts_without_known_words_are_not_scored(any_model):
     assert p.tags == [] and p.notes
 
 
+def test_a_text_in_another_language_is_noted_as_unreliable(any_model):
+    from kesheng.models.base import NOT_CHINESE_NOTE
+
+    english, chinese, number, mixed = any_model.predict(["The agent was rude and my refund is still missing", "退款还没到账", "123", "wifi太慢了"])
+    assert NOT_CHINESE_NOTE in english.notes
+    assert NOT_CHINESE_NOTE not in chinese.notes + number.notes + mixed.notes  # digits are not a language; one Chinese character is enough
+
+
 def test_non_string_text_is_a_clear_error(any_model):
     with pytest.raises(TypeError, match="text #1"):
         any_model.predict(["好", 42])
