@@ -133,12 +133,15 @@ def softmax(x: np.ndarray) -> np.ndarray:
 
 # Models learn from Chinese comments: on a comment in another language their silence is not a
 # finding ("no problem, neutral"), and a survey analyst must be able to tell the two apart.
+NOT_SCORED = "text not scored"  # how the note of a text a model could read nothing from ends ("no known words: text not scored")
 NOT_CHINESE_NOTE = "not Chinese: the model reads Chinese comments; its tags and sentiment for this text are unreliable"
 
 
 def _with_language_note(text: str, prediction: Prediction) -> Prediction:
-    """The prediction, noted when its text has letters but no Chinese character ("123" and "/" are not a language)."""
-    if any(is_cjk(c) for c in text) or not any(c.isalpha() for c in text):
+    """The prediction, noted when its text was scored and has letters but no Chinese character
+    ("123" and "/" are not a language; a text not scored already says so)."""
+    unscored = any(note.endswith(NOT_SCORED) for note in prediction.notes)
+    if unscored or any(is_cjk(c) for c in text) or not any(c.isalpha() for c in text):
         return prediction
     return dataclasses.replace(prediction, notes=[*prediction.notes, NOT_CHINESE_NOTE])
 

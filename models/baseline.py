@@ -15,6 +15,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from kesheng.models.base import (
+    NOT_SCORED,
     WEIGHTS_FILE,
     EpochCallback,
     ModelLoadError,
@@ -177,7 +178,7 @@ class TfidfLinearClassifier(TagClassifier):
         for row, analysis in enumerate(analyses):
             feature_idx, spans = occurrences[row]
             if len(feature_idx) == 0:
-                results.append(self._no_signal("no known words: text not scored"))
+                results.append(self._no_signal(f"no known words: {NOT_SCORED}"))
                 continue
             scores = {name: float(tag_probs[row, j]) for j, name in enumerate(names)}
             tags = self._tags_above_threshold(scores)

@@ -34,6 +34,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from kesheng.models.base import (
+    NOT_SCORED,
     WEIGHTS_FILE,
     EpochCallback,
     ModelLoadError,
@@ -322,7 +323,7 @@ class TransformerClassifier(TagClassifier):
         if not doc.ids:
             return self._no_signal("nothing left after normalization: text not scored")
         if self._unk_id is not None and all(i == self._unk_id for i in doc.ids):
-            return self._no_signal("no known tokens: text not scored")
+            return self._no_signal(f"no known tokens: {NOT_SCORED}")
         names = self.taxonomy_.names
         tag_probs = np.stack([sigmoid(o[0]) for o in outputs])  # (windows, tags [+ escalate])
         sizes = np.array([b - a for a, b in doc.windows], dtype=np.float64)
