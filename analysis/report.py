@@ -43,7 +43,7 @@ from kesheng.models.rows import MODEL_VERSION_COLUMN, evidence_spans, flat_from_
 from kesheng.models.schema import DEFAULT_TAXONOMY, ESCALATE, ESCALATE_ZH, OTHER_ZH, SENTIMENT_ZH, SENTIMENTS
 from kesheng.stores.registry import known_taxonomy
 
-__all__ = ["JSON_SECTIONS", "ReportError", "ReportOptions", "ReportData", "build_report", "read_tagged", "report_json", "summary_sentences", "write_report"]
+__all__ = ["JSON_SECTIONS", "ReportError", "ReportOptions", "ReportData", "build_report", "check_flags", "read_tagged", "report_json", "summary_sentences", "write_report"]
 
 READ_CHUNK_ROWS = 100_000
 _DATA_URI = re.compile(r'src="data:[^"]*"')
@@ -203,7 +203,8 @@ def _guess_text_column(frame: pd.DataFrame, tags: list[str]) -> tuple[str, bool]
         raise ReportError(str(exc)) from exc
 
 
-def _check_binary(frame: pd.DataFrame, column: str) -> pd.Series:
+def check_flags(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A tag column as 0/1 integers, or a ReportError naming the bad values (the file is not from `kesheng tag`)."""
     values = pd.to_numeric(frame[column], errors="coerce")
     bad = ~values.isin([0, 1])
     if bad.any():
@@ -285,7 +286,7 @@ class _Aggregator:
         frame = frame.reset_index(drop=True)
         text = frame[data.text_column].fillna("").astype(str)
         scored = text.str.strip() != ""
-        flags = pd.DataFrame({t: _check_binary(frame, t) for t in data.tags})
+        flags = pd.DataFrame({t: check_flags(frame, t) for t in data.tags})
         sentiment = frame["sentiment"].fillna("").astype(str)
         # Rows without text have no sentiment (an empty cell); every row with text must have one.
         unknown = ~sentiment.isin(SENTIMENTS) & scored

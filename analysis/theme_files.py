@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from kesheng.analysis.report import ReportError, read_tagged
+from kesheng.analysis.report import ReportError, check_flags, read_tagged
 from kesheng.analysis.themes import ThemeModel, ThemeParams, find_themes
 from kesheng.files.atomic import atomic_path, write_atomic
 from kesheng.files.readers import TEXT_SAMPLE_ROWS, InputFileError, choose_text_column, format_of
@@ -110,11 +110,10 @@ def _read_all(path: Path, options: ThemeOptions) -> pd.DataFrame:
 
 
 def _flags(frame: pd.DataFrame, column: str) -> np.ndarray:
-    values = pd.to_numeric(frame[column], errors="coerce")
-    bad = ~values.isin([0, 1])
-    if bad.any():
-        raise ThemesError(f"column {column!r} should hold 0/1 tag flags but has {frame.loc[bad, column].head(3).tolist()!r}; is this a file from `kesheng tag`?")
-    return values.to_numpy(dtype=np.int64) == 1
+    try:
+        return check_flags(frame, column).to_numpy() == 1
+    except ReportError as exc:
+        raise ThemesError(str(exc)) from exc
 
 
 def _taxonomy(frame: pd.DataFrame) -> Taxonomy:

@@ -86,9 +86,7 @@ class ThemeModel:
 
     themes: list[FoundTheme]
     assignment: np.ndarray  # per input text: theme id, or -1 (fits no theme, or empty)
-    nearest: np.ndarray  # per input text: the theme whose centre is nearest (-1 when there are no themes or the text is empty)
-    similarity: np.ndarray  # per input text: cosine to that centre (corpus mean removed); nan for empty texts
-    similarities: np.ndarray  # (texts, themes): cosine of each text to each theme's centre; nan where a text has no vector
+    similarities: np.ndarray  # (texts, themes): cosine of each text to each theme's centre (corpus mean removed); nan where a text has no vector
     min_size: int  # the minimum theme size used
     embedder: str  # which embeddings were used
     notes: list[str] = field(default_factory=list)  # why there are fewer themes than one might expect
@@ -96,9 +94,6 @@ class ThemeModel:
     @property
     def clustered(self) -> int:
         return int((self.assignment >= 0).sum())
-
-    def label_of(self, theme_id: int) -> str:
-        return self.themes[theme_id].label if theme_id >= 0 else ""
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -197,7 +192,7 @@ def find_themes(texts: Sequence[str | None], embedder: TextEmbedder, params: The
     counts = np.bincount(row_unique[row_unique >= 0], minlength=len(unique))
     total = int(counts.sum())
     min_size = params.size_for(total)
-    result = ThemeModel([], np.full(n, -1), np.full(n, -1), np.full(n, np.nan), np.full((n, 0), np.nan), min_size, getattr(embedder, "name", "?"))
+    result = ThemeModel([], np.full(n, -1), np.full((n, 0), np.nan), min_size, getattr(embedder, "name", "?"))
     if total < min_size:
         result.notes.append(f"{total:,} comments with text, fewer than the minimum theme size ({min_size:,}): no themes")
         return result
@@ -232,16 +227,13 @@ def find_themes(texts: Sequence[str | None], embedder: TextEmbedder, params: The
     renumber[kept] = np.arange(len(kept))
     clusters = np.where(clusters >= 0, renumber[np.maximum(clusters, 0)], -1)
     similarities = similarities[:, kept]
-    has_vector = ~np.isnan(similarities).all(axis=1) if len(kept) else np.zeros(len(unique), dtype=bool)
-    nearest = np.where(has_vector, np.argmax(np.nan_to_num(similarities, nan=-2.0), axis=1) if len(kept) else -1, -1)
-    similarity = np.where(has_vector, np.nan_to_num(similarities, nan=-2.0).max(axis=1) if len(kept) else np.nan, np.nan)
 
     terms = label_terms(docs, counts, clusters, len(kept))
     for new_id in range(len(kept)):
         members = np.flatnonzero(clusters == new_id)
         if len(members) == 1 and not usable[members[0]]:
             terms[new_id] = [(unique[members[0]][:12], 1.0)]
-        ranked = members[np.argsort(-np.nan_to_num(similarity[members], nan=-2.0), kind="stable")]
+        ranked = members[np.argsort(-np.nan_to_num(similarities[members, new_id], nan=-2.0), kind="stable")]
         result.themes.append(
             FoundTheme(
                 id=new_id,
@@ -254,8 +246,6 @@ def find_themes(texts: Sequence[str | None], embedder: TextEmbedder, params: The
     _distinct_labels(result.themes, params.label_terms)
     valid = row_unique >= 0
     result.assignment[valid] = clusters[row_unique[valid]]
-    result.nearest[valid] = nearest[row_unique[valid]]
-    result.similarity[valid] = similarity[row_unique[valid]]
     result.similarities = np.full((n, len(kept)), np.nan)
     result.similarities[valid] = similarities[row_unique[valid]]
     return result
