@@ -34,13 +34,15 @@ from kesheng.analysis.alerts import Alert, AlertSettings, alert_sentence, find_a
 from kesheng.analysis.charts import chart_options, charts_script, cjk_font_file, group_filters, render_charts
 from kesheng.analysis.drivers import KINDS, DriversAccumulator, DriverStats, detect_kind, parse_scores
 from kesheng.analysis.shares import METHODS as SHARE_METHODS
-from kesheng.analysis.shares import ShareEstimate, ShareRates, estimate_share, load_share_rates
+from kesheng.analysis.shares import ShareCell, ShareEstimate, ShareRates, estimate_share, estimate_stratified_share, load_share_rates
 from kesheng.analysis.themes import StreamSample, ThemeParams, find_themes
 from kesheng.files.atomic import write_atomic
 from kesheng.files.readers import TEXT_SAMPLE_ROWS, InputFileError, choose_encoding, choose_text_column, format_of
 from kesheng.models.embedding import EMBEDDERS, EmbeddingError, make_embedder
 from kesheng.models.rows import MODEL_VERSION_COLUMN, evidence_spans, flat_from_record, names_from_metadata, note_kind, split_notes, tag_columns
 from kesheng.models.schema import DEFAULT_TAXONOMY, ESCALATE, ESCALATE_ZH, OTHER_ZH, SENTIMENT_ZH, SENTIMENTS
+from kesheng.nlp.non_answer import is_non_answer
+from kesheng.nlp.strata import LENGTH_EDGES, comment_strata
 from kesheng.stores.registry import known_taxonomy
 
 __all__ = ["JSON_SECTIONS", "ReportError", "ReportOptions", "ReportData", "build_report", "check_flags", "read_tagged", "report_json", "summary_sentences", "write_report"]
@@ -50,6 +52,7 @@ _DATA_URI = re.compile(r'src="data:[^"]*"')
 # The mean length that makes a column "the comments" when --text-column is not given.
 NOT_TEXT_COLUMNS = {"sentiment", "evidence", "notes", "id", ESCALATE, MODEL_VERSION_COLUMN}
 EMPTY_GROUP = "(空)"
+NON_ANSWERS_ZH = "无实质内容（无/没有/暂无…）"
 
 
 class ReportError(ValueError):
@@ -141,7 +144,8 @@ class ReportData:
     text_column: str
     text_column_guessed: bool
     rows: int = 0
-    scored: int = 0  # rows with a non-empty comment: the denominator of every share
+    scored: int = 0  # rows with a comment that is not a non-answer: the denominator of every share
+    non_answers: int = 0  # rows whose text says nothing ("无", "/": kesheng.nlp.non_answer), left out like empty rows
     tag_counts: dict[str, int] = field(default_factory=dict)
     other: int = 0  # scored rows without any tag
     cooccurrence: np.ndarray | None = None
@@ -171,6 +175,7 @@ class ReportData:
     score_sums: dict[str, float] = field(default_factory=dict)
     score_squares: dict[str, float] = field(default_factory=dict)
     share_rates: ShareRates | None = None
+    share_strata: int = 0  # kinds of comment corrected each with its own rates (kesheng.nlp.strata); 0: pooled rates
     estimates: dict[str, ShareEstimate] = field(default_factory=dict)
     # Satisfaction drivers: None without a score column.
     score_column: str | None = None
@@ -232,6 +237,9 @@ class _Aggregator:
         self.candidates: dict[str, pd.DataFrame] = {}
         self.drivers: DriversAccumulator | None = None
         self.theme_samples: dict[str, StreamSample] = {}
+        # Per kind of comment (kesheng.nlp.strata): scored rows, tagged counts and score sums, for
+        # a share correction with each kind's own error rates.
+        self.strata_totals: pd.DataFrame | None = None
 
     def _start(self, frame: pd.DataFrame) -> ReportData:
         columns = list(frame.columns)
@@ -285,11 +293,15 @@ class _Aggregator:
         data = self.data
         frame = frame.reset_index(drop=True)
         text = frame[data.text_column].fillna("").astype(str)
-        scored = text.str.strip() != ""
+        has_text = text.str.strip() != ""
+        # Decided from the text, as empty rows are, so a file tagged before models noted non-answers
+        # (when "无" came out negative) is reported the same way.
+        non_answer = has_text & text.map(is_non_answer).astype(bool)
+        scored = has_text & ~non_answer
         flags = pd.DataFrame({t: check_flags(frame, t) for t in data.tags})
         sentiment = frame["sentiment"].fillna("").astype(str)
         # Rows without text have no sentiment (an empty cell); every row with text must have one.
-        unknown = ~sentiment.isin(SENTIMENTS) & scored
+        unknown = ~sentiment.isin(SENTIMENTS) & has_text
         if unknown.any():
             raise ReportError(f"{self.source}: sentiment values {sorted(set(sentiment[unknown]))[:5]} are not {list(SENTIMENTS)}")
         data.rows += len(frame)
@@ -298,6 +310,7 @@ class _Aggregator:
         else:
             data.model_versions[""] += len(frame)
         data.scored += int(scored.sum())
+        data.non_answers += int(non_answer.sum())
         scored_flags = flags[scored]
         for tag in data.tags:
             data.tag_counts[tag] += int(scored_flags[tag].sum())
@@ -306,6 +319,7 @@ class _Aggregator:
             data.score_squares[tag] += float((tag_scores * tag_scores).sum())
         untagged = scored_flags.sum(axis=1) == 0
         data.other += int(untagged.sum())
+        self._add_strata(text[scored], scored_flags, frame.loc[scored], untagged)
         if self.theme_samples:
             scored_text = text[scored]
             self.theme_samples[""].add(scored_text[untagged].to_numpy())
@@ -441,6 +455,31 @@ class _Aggregator:
                 for t in found.themes
             ]
 
+    def _add_strata(self, texts: pd.Series, flags: pd.DataFrame, rows: pd.DataFrame, untagged: pd.Series) -> None:
+        table: dict[str, np.ndarray] = {"n": np.ones(len(texts), dtype=np.int64), "other": untagged.to_numpy(dtype=np.int64)}
+        for tag in self.data.tags:
+            scores = pd.to_numeric(rows[f"{tag}_score"], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
+            table[tag] = flags[tag].to_numpy(dtype=np.int64)
+            table[f"{tag} score"] = scores
+            table[f"{tag} score2"] = scores * scores
+        totals = pd.DataFrame(table).groupby(comment_strata(texts)).sum()
+        self.strata_totals = totals if self.strata_totals is None else self.strata_totals.add(totals, fill_value=0)
+
+    def _share_cells(self, rates: ShareRates | None, tag: str) -> list[ShareCell] | None:
+        """The file's kinds of comment with each kind's rates for `tag` ("" = 其他); None when the
+        stored rates have no cells for the kinds this report counts (the pooled rates apply)."""
+        totals = self.strata_totals
+        if rates is None or not rates.strata or tuple(rates.length_edges) != LENGTH_EDGES or totals is None:
+            return None
+        cells = []
+        for key, row in totals.iterrows():
+            kind = rates.strata.get(str(key))
+            kind_rates = None if kind is None else (kind.other if tag == "" else kind.tags.get(tag))
+            count = int(row["other" if tag == "" else tag])
+            scores = (None, None) if tag == "" else (float(row[f"{tag} score"]), float(row[f"{tag} score2"]))
+            cells.append(ShareCell(count, int(row["n"]), kind_rates, *scores))
+        return cells
+
     def _estimate_shares(self, data: ReportData) -> None:
         versions = [v for v in data.model_versions if v]
         # A file mixing model versions has no one set of error rates: its shares stay raw.
@@ -449,11 +488,18 @@ class _Aggregator:
             data.share_rates = load_share_rates(version, self.options.model_dir)
         rates = data.share_rates
         for tag in data.tags:
-            data.estimates[tag] = estimate_share(
-                data.tag_counts[tag], data.scored, rates.tags.get(tag) if rates else None, self.options.share_method,
-                data.score_sums[tag], data.score_squares[tag],
+            cells = self._share_cells(rates, tag)
+            data.estimates[tag] = (
+                estimate_stratified_share(cells, self.options.share_method)
+                if cells
+                else estimate_share(
+                    data.tag_counts[tag], data.scored, rates.tags.get(tag) if rates else None, self.options.share_method,
+                    data.score_sums[tag], data.score_squares[tag],
+                )
             )
-        data.estimates[""] = estimate_share(data.other, data.scored, rates.other if rates else None, "acc")
+        cells = self._share_cells(rates, "")
+        data.share_strata = len(cells) if cells else 0
+        data.estimates[""] = estimate_stratified_share(cells, "acc") if cells else estimate_share(data.other, data.scored, rates.other if rates else None, "acc")
 
 
 def _chinese_names(tags: list[str], versions: Counter, given: dict[str, str]) -> dict[str, str]:
@@ -602,8 +648,9 @@ def share_note(data: ReportData) -> str:
     how = "正例与反例的平均概率 (PACC)" if "pacc" in methods else "真阳性率与假阳性率 (ACC)"
     raw = [data.label(t) for t in data.tags if data.estimates[t].method == "raw"]
     tail = f"; {'、'.join(raw)} 无可用误差率, 显示原始占比" if raw else ""
+    strata = f", 按评论类型 (单条或多轮 × 长度, 本文件 {data.share_strata} 类) 分别校正后加权" if data.share_strata else ""
     return (
-        f"占比估计: 用打标模型在 {data.share_rates.measured_on} 上测得的{how}校正模型的漏标与误标; "
+        f"占比估计: 用打标模型在 {data.share_rates.measured_on} 上测得的{how}校正模型的漏标与误标{strata}; "
         f"95% 区间同时包含抽样误差与误差率本身的不确定性{tail}。"
     )
 
@@ -957,9 +1004,13 @@ def _sentiment_by_tag_table(data: ReportData) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def _rows_without_text(data: ReportData) -> int:
+    return data.rows - data.scored - data.non_answers
+
+
 def _quality_html(data: ReportData) -> str:
-    unscored = data.rows - data.scored
-    lines = [f"<p>空评论或缺少评论的行: {unscored:,} (保留在文件中, 不计入占比)。</p>"]
+    lines = [f"<p>空评论或缺少评论的行: {_rows_without_text(data):,} (保留在文件中, 不计入占比)。</p>"]
+    lines.append(f"<p>{NON_ANSWERS_ZH}: {data.non_answers:,} 条 (保留在文件中, 不计入问题与情感占比)。</p>")
     for name, count in _quality_rows(data):
         lines.append(f"<p>{html.escape(name)}: {count:,} 条 (不计入满意度驱动分析)。</p>")
     if data.notes:
@@ -1022,7 +1073,8 @@ def render_markdown(data: ReportData, chart_files: dict[str, str], title: str) -
         if data.unparsed_dates:
             out.append(f"{data.unparsed_dates:,} 条评论的日期无法解析, 未计入趋势。")
         out += [img("trend")]
-    out += [f"## {heading('数据质量')}", "", f"空评论或缺少评论的行: {data.rows - data.scored:,}"]
+    out += [f"## {heading('数据质量')}", "", f"空评论或缺少评论的行: {_rows_without_text(data):,}"]
+    out.append(f"{NON_ANSWERS_ZH}: {data.non_answers:,} (不计入问题与情感占比)")
     out += [f"{name}: {count:,} (不计入满意度驱动分析)" for name, count in _quality_rows(data)]
     if data.notes:
         out += ["", _md_table(pd.DataFrame({"行数": dict(data.notes.most_common())}), index_name="备注 (notes)")]
@@ -1133,8 +1185,8 @@ JSON_SECTIONS: dict[str, Callable[[ReportData], Any]] = {
     "summary": summary_sentences,
     "model_version": lambda d: model_version_text(d),
     "model_versions": lambda d: [{"version": v or None, "rows": n} for v, n in d.model_versions.most_common()],
-    "rows": lambda d: {"total": d.rows, "with_text": d.scored, "without_text": d.rows - d.scored},
-    "share_correction": lambda d: {"measured_on": d.share_rates.measured_on if d.share_rates else None, "note": share_note(d)},
+    "rows": lambda d: {"total": d.rows, "with_text": d.scored + d.non_answers, "without_text": _rows_without_text(d), "non_answers": d.non_answers, "scored": d.scored},
+    "share_correction": lambda d: {"measured_on": d.share_rates.measured_on if d.share_rates else None, "strata": d.share_strata, "note": share_note(d)},
     "problems": _json_problems,
     "drivers": lambda d: (_json_drivers(d) or {}).get("drivers", []),
     "satisfaction": _json_drivers,
@@ -1146,7 +1198,7 @@ JSON_SECTIONS: dict[str, Callable[[ReportData], Any]] = {
     "groups": lambda d: {column: _json_table(d, table) for column, table in d.groups.items()},
     "trend": lambda d: None if d.trend is None else {"date_column": d.date_column, "period": d.period, "unparsed_dates": d.unparsed_dates, "periods": _json_table(d, d.trend)},
     "escalations": lambda d: None if d.escalate_known is None else {"known": d.escalate_known, "escalated": d.escalated, "comments": [{"text": e["text"], "score": _number(e["score"])} for e in d.escalations]},
-    "data_quality": lambda d: {"rows_without_text": d.rows - d.scored, "notes": dict(d.notes), "score_issues": dict(d.score_issues)},
+    "data_quality": lambda d: {"rows_without_text": _rows_without_text(d), "non_answers": d.non_answers, "notes": dict(d.notes), "score_issues": dict(d.score_issues)},
     "themes": lambda d: None if d.theme_embeddings is None else {
         "embeddings": d.theme_embeddings,
         "other": d.themes.get("", []),

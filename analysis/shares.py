@@ -11,7 +11,11 @@ and its probabilistic variant (PACC) does the same with mean scores in place of 
 (Forman 2008; Bella et al. 2010; QuaPy's ACC and PACC). The interval is a parametric bootstrap
 that carries both sources of error: TPR and FPR are drawn from their Beta posteriors given the
 stored counts (Jeffreys prior), the raw share from the binomial of the file's comments, and the
-estimate is recomputed per draw. The rates live in the model directory's metrics.json
+estimate is recomputed per draw. Rates differ by kind of comment (a complaint thread against a
+single review, and by length: `kesheng.nlp.strata`), so where the stored rates have a cell per
+kind, each kind's share in the file is corrected with its own rates and the estimates are summed
+weighted by the file's counts (stratified ACC); a kind without usable rates contributes its raw
+share. The rates live in the model directory's metrics.json
 (`share_correction`, written by training and by `kesheng evaluate --store-rates`); a file tagged
 by a model without them gets raw shares, labeled as such.
 """
@@ -20,16 +24,29 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
 from kesheng.models.base import METRICS_FILE, ModelLoadError, read_json, read_model_version
+from kesheng.nlp.strata import LENGTH_EDGES
 from kesheng.stores.registry import known_model_dir
 
-__all__ = ["METHODS", "ShareEstimate", "ShareRates", "TagRates", "acc", "estimate_share", "load_share_rates", "pacc", "rates_from_metrics"]
+__all__ = [
+    "METHODS",
+    "ShareCell",
+    "ShareEstimate",
+    "ShareRates",
+    "TagRates",
+    "acc",
+    "estimate_share",
+    "estimate_stratified_share",
+    "load_share_rates",
+    "pacc",
+    "rates_from_metrics",
+]
 
 SHARE_CORRECTION = "share_correction"  # metrics.json key (kesheng.training.evaluate.SHARE_CORRECTION; analysis never imports training)
 METHODS = ("acc", "pacc")
@@ -69,6 +86,9 @@ class ShareRates:
     measured_on: str  # which labeled rows the rates come from (shown in the report)
     tags: dict[str, TagRates]  # per tag
     other: TagRates | None = None  # "no tag at all" (其他) as a tag of its own
+    # The same rates per kind of comment (kesheng.nlp.strata key -> rates measured on those rows); empty: pooled only.
+    strata: dict[str, "ShareRates"] = field(default_factory=dict)
+    length_edges: tuple[int, ...] = LENGTH_EDGES  # the length bands the strata keys were computed with
 
 
 @dataclass(frozen=True)
@@ -101,11 +121,22 @@ def rates_from_metrics(metrics: Mapping) -> ShareRates | None:
     if not block:
         return None
     try:
-        tags = {name: _tag_rates(entry) for name, entry in block["tags"].items()}
-        other = _tag_rates(block["other"]) if block.get("other") else None
+        pooled = _cell_rates(block, str(block.get("measured_on", "")))
     except (KeyError, TypeError, ValueError, AttributeError):
         return None  # an unreadable block is treated as absent: raw shares, labeled as such
-    return ShareRates(str(block.get("measured_on", "")), tags, other)
+    try:
+        strata = block.get("strata") or {}
+        cells = {str(key): _cell_rates(cell, pooled.measured_on) for key, cell in strata.get("cells", {}).items()}
+        edges = tuple(int(edge) for edge in strata.get("length_edges", LENGTH_EDGES))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return pooled  # unreadable strata: the pooled rates still hold
+    return ShareRates(pooled.measured_on, pooled.tags, pooled.other, cells, edges)
+
+
+def _cell_rates(block: Mapping, measured_on: str) -> ShareRates:
+    tags = {name: _tag_rates(entry) for name, entry in block["tags"].items()}
+    other = _tag_rates(block["other"]) if block.get("other") else None
+    return ShareRates(measured_on, tags, other)
 
 
 def load_share_rates(model_version: str | None, model_dir: str | os.PathLike | None = None) -> ShareRates | None:
@@ -129,6 +160,17 @@ def acc(raw, tpr, fpr):
 pacc = acc
 
 
+@dataclass(frozen=True)
+class ShareCell:
+    """One kind of comment in a file, for one tag: what the file shows and the rates to correct it with."""
+
+    count: int  # comments of this kind tagged
+    n: int  # comments of this kind
+    rates: TagRates | None  # the tag's rates on this kind; None: not measured
+    score_sum: float | None = None  # sum of the tag's score over the n comments (PACC)
+    score_sq_sum: float | None = None  # and of its square
+
+
 def estimate_share(
     count: int,
     n: int,
@@ -146,42 +188,72 @@ def estimate_share(
     stored, or a tag the rates do not separate) the raw share is returned with its binomial
     (Wilson) interval and method "raw".
     """
+    return estimate_stratified_share([ShareCell(count, n, rates, score_sum, score_sq_sum)], method, draws, seed)
+
+
+def estimate_stratified_share(cells: list[ShareCell], method: str = "acc", draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> ShareEstimate:
+    """The share of one tag over a file made of `cells` (kinds of comment): each cell corrected
+    with its own rates, the estimates weighted by the cells' sizes; every cell's sampling and rate
+    uncertainty is drawn independently in one bootstrap. A cell without usable rates counts raw."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    count = sum(cell.count for cell in cells)
+    n = sum(cell.n for cell in cells)
     raw = count / n if n else 0.0
     if n == 0:
         return ShareEstimate(count, n, raw, raw, None, None, "raw")
-    use_pacc = method == "pacc" and rates is not None and rates.score_positive and rates.score_negative and score_sum is not None
-    if rates is None or not rates.tp + rates.fn or not rates.fp + rates.tn or rates.tpr - rates.fpr < MIN_SEPARATION:
+    rng = np.random.default_rng(seed)
+    point = 0.0
+    total = np.zeros(draws)
+    methods = set()
+    for cell in cells:
+        if cell.n == 0:
+            continue
+        corrected = _correct_cell(cell, method, draws, rng)
+        if corrected is None:
+            cell_raw = cell.count / cell.n
+            point += cell.count
+            total += rng.binomial(cell.n, cell_raw, draws)
+            continue
+        cell_point, cell_draws, name = corrected
+        methods.add(name)
+        point += cell_point * cell.n
+        total += cell_draws * cell.n
+    if not methods:
         low, high = wilson(count, n)
         return ShareEstimate(count, n, raw, raw, low, high, "raw")
-    rng = np.random.default_rng(seed)
-    if use_pacc:
+    low, high = np.percentile(total / n, [2.5, 97.5])
+    name = "pacc" if methods == {"pacc"} else "acc"
+    return ShareEstimate(count, n, raw, point / n, float(low), float(high), name)
+
+
+def _correct_cell(cell: ShareCell, method: str, draws: int, rng: np.random.Generator) -> tuple[float, np.ndarray, str] | None:
+    """The corrected share of one cell and its bootstrap draws; None when its rates are unusable."""
+    rates, n = cell.rates, cell.n
+    if rates is None or not rates.tp + rates.fn or not rates.fp + rates.tn or rates.tpr - rates.fpr < MIN_SEPARATION:
+        return None
+    raw = cell.count / n
+    if method == "pacc" and rates.score_positive and rates.score_negative and cell.score_sum is not None:
         positive, negative = rates.score_positive, rates.score_negative
-        mean = score_sum / n
-        variance = max(score_sq_sum / n - mean * mean, 0.0) if score_sq_sum is not None else mean * (1 - mean)
-        point = float(pacc(mean, positive.mean, negative.mean))
+        mean = cell.score_sum / n
+        variance = max(cell.score_sq_sum / n - mean * mean, 0.0) if cell.score_sq_sum is not None else mean * (1 - mean)
         # Means of many scores are near-normal: each mean is drawn around its value with its standard error.
         high_mean = rng.normal(positive.mean, positive.sd / math.sqrt(max(positive.n, 1)), draws)
         low_mean = rng.normal(negative.mean, negative.sd / math.sqrt(max(negative.n, 1)), draws)
         sample = rng.normal(mean, math.sqrt(variance / n), draws)
-        drawn = _ratio(sample, high_mean, low_mean)
-        name = "pacc"
-    else:
-        point = float(acc(raw, rates.tpr, rates.fpr))
-        tpr = rng.beta(rates.tp + 0.5, rates.fn + 0.5, draws)
-        fpr = rng.beta(rates.fp + 0.5, rates.tn + 0.5, draws)
-        sample = rng.binomial(n, raw, draws) / n
-        drawn = _ratio(sample, tpr, fpr)
-        name = "acc"
-    low, high = np.percentile(drawn, [2.5, 97.5])
-    return ShareEstimate(count, n, raw, point, float(low), float(high), name)
+        return float(pacc(mean, positive.mean, negative.mean)), _ratio(sample, high_mean, low_mean), "pacc"
+    tpr = rng.beta(rates.tp + 0.5, rates.fn + 0.5, draws)
+    fpr = rng.beta(rates.fp + 0.5, rates.tn + 0.5, draws)
+    sample = rng.binomial(n, raw, draws) / n
+    return float(acc(raw, rates.tpr, rates.fpr)), _ratio(sample, tpr, fpr), "acc"
 
 
 def _ratio(sample: np.ndarray, high: np.ndarray, low: np.ndarray) -> np.ndarray:
-    """ACC per draw; a draw whose rates do not separate (high <= low) is left out."""
-    keep = high - low > 1e-9
-    return acc(sample[keep], high[keep], low[keep])
+    """ACC per draw; a draw whose rates do not separate (high <= low) keeps the sample unadjusted,
+    so every draw stays aligned with the other cells' draws when cells are summed."""
+    separated = high - low > 1e-9
+    adjusted = acc(sample, np.where(separated, high, 1.0), np.where(separated, low, 0.0))
+    return np.where(separated, adjusted, np.clip(sample, 0.0, 1.0))
 
 
 def wilson(count: int, n: int, z: float = 1.959964) -> tuple[float, float]:

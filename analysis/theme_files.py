@@ -27,6 +27,7 @@ from kesheng.files.readers import TEXT_SAMPLE_ROWS, InputFileError, choose_text_
 from kesheng.models.embedding import TextEmbedder
 from kesheng.models.rows import MODEL_VERSION_COLUMN, prediction_columns, tag_columns
 from kesheng.models.schema import DEFAULT_TAXONOMY, OTHER_ZH, SENTIMENT_ZH, SENTIMENTS, Taxonomy
+from kesheng.nlp.non_answer import is_non_answer
 from kesheng.stores.registry import known_taxonomy
 
 __all__ = [
@@ -160,7 +161,9 @@ def discover_themes(path: str | os.PathLike, embedder: TextEmbedder, options: Th
     if missing:
         raise ThemesError(f"--group-by {missing[0]!r}: no such column; columns are {', '.join(map(str, frame.columns))}")
     texts = frame[text_column].map(lambda v: v if isinstance(v, str) else ("" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)))
-    has_text = texts.str.strip().ne("").to_numpy()
+    # Non-answers ("无", "/") are left out as empty rows are, as in the report: they form no theme.
+    non_answers = texts.map(is_non_answer).to_numpy(dtype=bool)
+    has_text = texts.str.strip().ne("").to_numpy() & ~non_answers
     taxonomy = _taxonomy(frame)
     in_scope, scope, scope_zh = _scope(frame, options.scope, has_text, taxonomy)
     scoped_texts = texts[in_scope].tolist()
@@ -181,6 +184,8 @@ def discover_themes(path: str | os.PathLike, embedder: TextEmbedder, options: Th
         notes=list(model.notes),
         model_versions=versions,
     )
+    if non_answers.any():
+        summary.notes.append(f"{int(non_answers.sum()):,} 条无实质内容（无/没有/暂无…）未计入")
     if not summary.scope_rows:
         summary.notes.insert(0, f"no comment is in scope {scope_zh}")
     return ThemeRun(summary, frame, in_scope, model, taxonomy)

@@ -94,6 +94,6 @@ def report(
         typer.echo(f"alert: {alert.tag} {alert.previous} {alert.previous_share:.1%} -> {alert.period} {alert.share:.1%} (Holm-adjusted p {alert.p_adjusted:.2g})", err=True)
     if written.missing_glyphs:
         typer.echo(f"warning: the chart font lacks {''.join(written.missing_glyphs)!r}; those characters show as boxes", err=True)
-    typer.echo(f"report on {plural(data.rows, 'row')} ({data.scored:,} with text) -> {', '.join(str(o) for o in output)}", err=True)
+    typer.echo(f"report on {plural(data.rows, 'row')} ({data.scored + data.non_answers:,} with text) -> {', '.join(str(o) for o in output)}", err=True)
 
 

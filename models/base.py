@@ -30,6 +30,7 @@ from kesheng.files.atomic import replace_directory, staging_directory
 from kesheng.models.card import CARD_FILE, render_card
 from kesheng.models.prediction import Prediction
 from kesheng.models.schema import ESCALATE, SENTIMENTS, Taxonomy
+from kesheng.nlp.non_answer import is_non_answer
 from kesheng.nlp.normalize import is_cjk
 
 __all__ = ["FORMAT_VERSION", "EpochCallback", "ModelLoadError", "TagClassifier", "library_versions", "read_json"]
@@ -135,6 +136,9 @@ def softmax(x: np.ndarray) -> np.ndarray:
 # finding ("no problem, neutral"), and a survey analyst must be able to tell the two apart.
 NOT_SCORED = "text not scored"  # how the note of a text a model could read nothing from ends ("no known words: text not scored")
 NOT_CHINESE_NOTE = "not Chinese: the model reads Chinese comments; its tags and sentiment for this text are unreliable"
+# A survey answer that says nothing ("无", "/", "none") is no finding either: a model would score it
+# (negative, positive, a tag), and the analyst counts these apart from the comments.
+NON_ANSWER_NOTE = "non-answer: no opinion to tag (无/没有/暂无...)"
 
 
 def _with_language_note(text: str, prediction: Prediction) -> Prediction:
@@ -252,7 +256,8 @@ class TagClassifier(ABC):
         return {"escalate": bool(score >= self.escalate_threshold), "escalate_score": float(score)}
 
     def predict(self, texts: Sequence[str | None]) -> list[Prediction]:
-        """Tag every text. None, empty and whitespace-only texts get no tags and a note."""
+        """Tag every text. None, empty and whitespace-only texts get no tags and a note; non-answers
+        ("无", "/", kesheng.nlp.non_answer) get no tags, neutral sentiment and NON_ANSWER_NOTE."""
         if isinstance(texts, str):
             raise TypeError("predict() takes a list of texts; wrap a single text in a list")
         self._check_fitted()
@@ -266,6 +271,9 @@ class TagClassifier(ABC):
                 raise TypeError(f"text #{i} is {type(text).__name__}, not str")
             elif not text.strip():
                 results[i] = _empty_prediction(self.taxonomy_, "empty text")
+            elif is_non_answer(text):
+                # Before any model and the language note: "none" is a non-answer, not an English comment.
+                results[i] = self._no_signal(NON_ANSWER_NOTE)
             else:
                 todo_index.append(i)
                 todo_text.append(text)

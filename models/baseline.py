@@ -210,7 +210,7 @@ class TfidfLinearClassifier(TagClassifier):
         for tag in tags:
             column = self.coef_.shape[1] - 1 if tag == ESCALATE else names.index(tag)
             contributions = values * self.coef_[feature_idx, column]
-            evidence += tag_evidence(tag, analysis.normalized, spans, contributions, self.params.max_evidence)
+            evidence += tag_evidence(tag, analysis.normalized, spans, contributions, self.params.max_evidence, analysis.word_starts, analysis.word_ends)
         return evidence
 
     # persistence

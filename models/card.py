@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from kesheng.nlp.strata import LENGTH_EDGES, stratum_label
+
 if TYPE_CHECKING:
     from kesheng.models.base import TagClassifier
 
@@ -43,6 +45,23 @@ def _share_correction_lines(block: dict | None) -> list[str]:
     ]
     for name, c in (block.get("tags") or {}).items():
         lines.append(f"| `{name}` | {_rate(c['tp'], c['tp'] + c['fn'])} | {_rate(c['fp'], c['fp'] + c['tn'])} | {c['tp'] + c['fn']} | {c['fp'] + c['tn']} |")
+    cells = (block.get("strata") or {}).get("cells") or {}
+    if cells:
+        edges = block["strata"].get("length_edges", LENGTH_EDGES)
+        names = list(block.get("tags") or {})
+        lines += [
+            "",
+            "The same rates per kind of comment (a thread of several turns or a single comment, by length): a report "
+            "corrects each kind in the file with its own rates and weights them by the file's counts. TPR / FPR:",
+            "",
+            "| kind | comments | " + " | ".join(f"`{name}`" for name in names) + " |",
+            "|---|---|" + "---|" * len(names),
+        ]
+        for key, cell in cells.items():
+            rates = " | ".join(
+                f"{_rate(c['tp'], c['tp'] + c['fn'])} / {_rate(c['fp'], c['fp'] + c['tn'])}" for c in (cell["tags"][name] for name in names)
+            )
+            lines.append(f"| {stratum_label(key, edges)} | {cell['n']} | {rates} |")
     return lines
 
 

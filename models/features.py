@@ -10,7 +10,7 @@ import math
 import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Iterable
 
 import numpy as np
@@ -49,12 +49,18 @@ class FeatureParams:
 
 @dataclass
 class Analysis:
-    """One text's features: feature string and normalized-text [start, end) per occurrence."""
+    """One text's features: feature string and normalized-text [start, end) per occurrence.
+
+    `word_starts`/`word_ends` are every jieba word of the normalized text (long ones included),
+    in order: evidence spans are widened to them, so the tokenization is done once.
+    """
 
     normalized: NormalizedText
     features: list[str]
     starts: list[int]
     ends: list[int]
+    word_starts: list[int]
+    word_ends: list[int]
 
 
 class TfidfFeaturizer:
@@ -72,7 +78,8 @@ class TfidfFeaturizer:
         negation = p.negation
         negated_chars: set[int] = set()
         previous = None
-        for tok in self._tokenizer.tokenize(s):
+        tokens = self._tokenizer.tokenize(s)
+        for tok in tokens:
             if len(tok.word) > MAX_WORD_CHARS:
                 previous = None
                 continue
@@ -105,7 +112,7 @@ class TfidfFeaturizer:
                 features.append(feature)
                 starts.append(start)
                 ends.append(end)
-        return Analysis(norm, features, starts, ends)
+        return Analysis(norm, features, starts, ends, [tok.start for tok in tokens], [tok.end for tok in tokens])
 
     # fitting
 
@@ -125,20 +132,21 @@ class TfidfFeaturizer:
 
     def transform(self, analyses: Iterable[Analysis]) -> tuple[sp.csr_matrix, list[tuple[np.ndarray, np.ndarray]]]:
         """TF-IDF rows (l2-normalized) and, per text, (feature index, (n, 2) spans) of known occurrences."""
-        lookup = self.vocabulary_.get
-        columns: list[np.ndarray] = []
-        occurrences: list[tuple[np.ndarray, np.ndarray]] = []
-        for analysis in analyses:
-            count = len(analysis.features)
-            idx = np.fromiter(map(lookup, analysis.features, repeat(-1, count)), dtype=np.int32, count=count)
-            known = idx >= 0
-            idx = idx[known]
-            spans = np.stack([np.array(analysis.starts, dtype=np.int32), np.array(analysis.ends, dtype=np.int32)], axis=1)
-            occurrences.append((idx, spans[known] if len(idx) else spans[:0]))
-            columns.append(idx)
-        n_rows = len(columns)
-        rows = np.repeat(np.arange(n_rows, dtype=np.int32), [len(c) for c in columns])
-        cols = np.concatenate(columns) if columns else np.zeros(0, dtype=np.int32)
+        analyses = list(analyses)
+        n_rows = len(analyses)
+        # One lookup pass over the whole batch: numpy calls per text cost more than the lookups.
+        counts = np.fromiter((len(a.features) for a in analyses), dtype=np.int64, count=n_rows)
+        total = int(counts.sum())
+        features = chain.from_iterable(a.features for a in analyses)
+        idx = np.fromiter(map(self.vocabulary_.get, features, repeat(-1, total)), dtype=np.int32, count=total)
+        starts = np.fromiter(chain.from_iterable(a.starts for a in analyses), dtype=np.int32, count=total)
+        ends = np.fromiter(chain.from_iterable(a.ends for a in analyses), dtype=np.int32, count=total)
+        known = idx >= 0
+        rows = np.repeat(np.arange(n_rows, dtype=np.int32), counts)[known]
+        cols = idx[known]
+        spans = np.stack([starts[known], ends[known]], axis=1)
+        bounds = np.cumsum(np.bincount(rows, minlength=n_rows))[:-1]
+        occurrences = list(zip(np.split(cols, bounds), np.split(spans, bounds)))
         data = np.ones(len(rows), dtype=np.float32)
         matrix = sp.csr_matrix((data, (rows, cols)), shape=(n_rows, len(self.vocabulary_)), dtype=np.float32)
         matrix.sum_duplicates()

@@ -6,8 +6,8 @@
 Every token gets its own logit per tag and a text's tag logit is their log-mean-exp (a smooth
 maximum: one clear phrase in a long complaint is enough); each token's weight in that pooling
 is its attribution. Evidence spans are runs of characters whose tokens carry a large weight,
-mapped back to the original text through the tokenizer's offsets and the normalization offset
-map. Sentiment reads the mean of the token states.
+widened to whole jieba words, mapped back to the original text through the tokenizer's offsets
+and the normalization offset map. Sentiment reads the mean of the token states.
 
 Long texts: a text with more tokens than `max_length` is read in overlapping windows (up to
 `max_windows`); a tag's probability is its largest over the windows (a problem mentioned
@@ -51,7 +51,7 @@ from kesheng.models.base import (
 from kesheng.models.evidence import tag_evidence
 from kesheng.models.prediction import Prediction
 from kesheng.models.schema import DEFAULT_TAXONOMY, ESCALATE, SENTIMENTS, Taxonomy
-from kesheng.nlp import NormalizedText, normalize
+from kesheng.nlp import NormalizedText, WordTokenizer, normalize
 
 __all__ = ["Trainer", "TrainingData", "TransformerClassifier", "TransformerParams"]
 
@@ -333,14 +333,18 @@ class TransformerClassifier(TagClassifier):
         tags = self._tags_above_threshold(scores)
         escalate = self._escalate_fields(float(tag_probs[:, len(names)].max()) if self.has_escalate else None)
         evidence = []
-        for tag in tags + [ESCALATE] * bool(escalate["escalate"]):
+        explained = tags + [ESCALATE] * bool(escalate["escalate"])
+        # Subword tokens cut words anywhere; evidence is widened to the jieba words a reader sees.
+        words = WordTokenizer.shared().words(doc.normalized.text) if explained else []
+        word_starts, word_ends = [start for _, start, _ in words], [end for _, _, end in words]
+        for tag in explained:
             j = len(names) if tag == ESCALATE else names.index(tag)
             w = int(tag_probs[:, j].argmax())
             a, b = doc.windows[w]
             contributions = outputs[w][2][len(self._prefix) : len(self._prefix) + (b - a), j].astype(np.float64)
             spans = doc.offsets[a:b]
             keep = spans[:, 1] > spans[:, 0]
-            evidence += tag_evidence(tag, doc.normalized, spans[keep], contributions[keep], self.params.max_evidence)
+            evidence += tag_evidence(tag, doc.normalized, spans[keep], contributions[keep], self.params.max_evidence, word_starts, word_ends)
         notes = []
         if len(doc.windows) > 1:
             notes.append(

@@ -76,6 +76,39 @@ def test_a_text_in_another_language_is_noted_as_unreliable(any_model):
     assert NOT_CHINESE_NOTE not in chinese.notes + number.notes + mixed.notes  # digits are not a language; one Chinese character is enough
 
 
+SURVEY_NON_ANSWERS = ["无", "没有", "暂无", "/", "。。。", "123", "无意见", "没有了。", "不知道", "N/A", "none", "——"]
+SURVEY_ANSWERS = ["挺好", "还行", "一般", "不满意", "很差", "没有人接电话", "无语", "没有回复", "👍", "😡😡"]
+
+
+@pytest.mark.parametrize("text", SURVEY_NON_ANSWERS)
+def test_a_survey_non_answer_gets_no_tags_neutral_and_a_note(any_model, text):
+    from kesheng.models.base import NON_ANSWER_NOTE
+
+    (p,) = any_model.predict([text])
+    # every_tag_model tags everything it scores: an empty tag list means no model read the text.
+    assert p.tags == [] and p.sentiment == "neutral" and p.evidence == []
+    assert p.notes == [NON_ANSWER_NOTE]  # "none" is a non-answer, not an English comment
+    assert p.escalate is False and all(score == 0.0 for score in p.scores.values())
+    check_prediction(p, text, any_model.taxonomy_.names)
+
+
+@pytest.mark.parametrize("text", SURVEY_ANSWERS)
+def test_a_short_survey_answer_is_scored_by_the_model(any_model, text):
+    from kesheng.models.base import NON_ANSWER_NOTE
+
+    (p,) = any_model.predict([text])
+    assert NON_ANSWER_NOTE not in p.notes
+
+
+def test_non_answers_among_comments_keep_their_place(any_model):
+    from kesheng.models.base import NON_ANSWER_NOTE
+
+    texts = ["无", TEXTS[0], "/", TEXTS[1]]
+    predictions = any_model.predict(texts)
+    assert [NON_ANSWER_NOTE in p.notes for p in predictions] == [True, False, True, False]
+    assert predictions[1::2] == any_model.predict(texts[1::2])
+
+
 def test_non_string_text_is_a_clear_error(any_model):
     with pytest.raises(TypeError, match="text #1"):
         any_model.predict(["好", 42])
@@ -129,3 +162,84 @@ def test_the_escalate_threshold_decides_the_flag_and_an_override_is_never_saved(
     finally:
         any_model.override_escalate_threshold(None)
     assert any_model.escalate_threshold == learned
+
+
+# Evidence is whole words: the per-character floor alone cut "客服电话" to "客服电".
+
+WORD_TEXTS = [
+    "客服态度很差，打客服电话没人接",
+    "工作人员让我去别的营业厅办理，来回跑了三趟",
+    "营业厅的工作人员态度恶劣，办个业务等了两个小时",
+    "客服电话一直占线，打了十几次都没人接",
+    "退款申请提交一个星期了还没退款，客服也不回复",
+    "快递员不送货上门，还说我不在家，电话也不接",
+    "第三次打电话了还是没人管，再不解决我就投诉到工信部！！！",
+    "😡 @某某客服 你們的客服態度太差了！！！等了３０分鐘都沒人理",
+]
+
+
+def cut_words(text: str, evidence) -> list[tuple[str, str]]:
+    """(evidence text, word) for each evidence start or end that falls strictly inside a jieba word of the text."""
+    from kesheng.nlp import WordTokenizer, normalize
+
+    normalized = normalize(text)
+    words = [normalized.to_original(start, end) for _, start, end in WordTokenizer.shared().words(normalized.text)]
+    return [(e.text, text[start:end]) for e in evidence for start, end in words if start < e.start < end or start < e.end < end]
+
+
+def overlapping_spans(evidence) -> list[tuple[str, str, str]]:
+    spans = sorted((e.tag, e.start, e.end, e.text) for e in evidence)
+    return [(a[0], a[3], b[3]) for a, b in zip(spans, spans[1:]) if a[0] == b[0] and b[1] < a[2]]
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    from kesheng.stores.registry import load_model as load_registered
+
+    return load_registered()
+
+
+@pytest.mark.parametrize("text", WORD_TEXTS)
+def test_bundled_model_evidence_never_cuts_a_word(bundled, text):
+    (p,) = bundled.predict([text])
+    assert p.evidence, "every sentence here is a complaint the bundled model explains"
+    assert cut_words(text, p.evidence) == []
+    assert overlapping_spans(p.evidence) == []
+
+
+@pytest.mark.parametrize("text", WORD_TEXTS)
+def test_evidence_never_cuts_a_word(any_model, text):
+    (p,) = any_model.predict([text])
+    assert cut_words(text, p.evidence) == []
+    assert overlapping_spans(p.evidence) == []
+
+
+@pytest.mark.parametrize(
+    "runs, expected",
+    [
+        # "打客服电" ends inside 客服电话: widened to its end.
+        ([(4, 7, 3.0)], [(3, 7, 3.0)]),
+        # Starts inside 客服电话 and ends inside 没人接.
+        ([(5, 9, 2.0)], [(3, 10, 2.0)]),
+        # Already whole words: unchanged.
+        ([(0, 2, 1.5), (3, 7, 0.5)], [(0, 2, 1.5), (3, 7, 0.5)]),
+        # Whole words that touch read as one phrase: merged.
+        ([(3, 7, 1.5), (7, 10, 0.5)], [(3, 10, 2.0)]),
+        # "客服" and "话没" both widen into 客服电话, so they meet: one span carrying both weights.
+        ([(3, 5, 1.0), (6, 8, 2.0)], [(3, 10, 3.0)]),
+        # Apart before and after widening; text order, whatever the input order.
+        ([(8, 9, 1.0), (0, 1, 2.0)], [(0, 2, 2.0), (7, 10, 1.0)]),
+    ],
+)
+def test_snap_to_words_widens_runs_to_whole_words_and_merges_those_that_meet(runs, expected):
+    from kesheng.models.evidence import snap_to_words
+
+    # "客服打客服电话没人接": 客服 [0, 2) 打 [2, 3) 客服电话 [3, 7) 没人接 [7, 10)
+    assert snap_to_words(runs, [0, 2, 3, 7], [2, 3, 7, 10]) == expected
+
+
+def test_snap_to_words_leaves_characters_outside_words_alone():
+    from kesheng.models.evidence import snap_to_words
+
+    # Whitespace is no word: a run starting or ending on it keeps that edge.
+    assert snap_to_words([(2, 4, 1.0)], [0, 3], [2, 5]) == [(2, 5, 1.0)]

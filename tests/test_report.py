@@ -202,6 +202,30 @@ def test_notes_with_semicolons_are_counted_once(tmp_path):
     assert dict(data.notes) == {"malformed row": 1}
 
 
+def test_non_answers_are_counted_in_data_quality_and_left_out_of_shares_and_sentiment(tmp_path):
+    # As a model tagged them before non-answers were noted ("无" negative with a tag, "/" positive),
+    # and as a model tags them now (neutral, noted): the report reads the text either way.
+    non_answers = [
+        _row("无", "app", "2025-01-06", {"unresolved": 0.9}, "negative"),
+        _row("/", "门店", "2025-02-12", {}, "positive"),
+        _row("没有了。", "电话", "2025-03-02", {}, "neutral", notes="non-answer: no opinion to tag (无/没有/暂无...)"),
+    ]
+    source = write_rows(tmp_path / "t.csv", ROWS + non_answers)
+    data = build_report(source, _options())
+    assert data.rows == 10 and data.non_answers == 3 and data.scored == 6
+    assert data.tag_counts["unresolved"] == 1 and data.other == 2
+    assert data.sentiment == {"negative": 4, "neutral": 1, "positive": 1}
+    assert problem_table(data).set_index("问题类型").loc["解决不彻底", "占比"] == pytest.approx(1 / 6)
+    write_report(data, [tmp_path / "report.md", tmp_path / "report.html", tmp_path / "report.json"])
+    markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
+    quality = markdown[markdown.index("数据质量") :]
+    assert "空评论或缺少评论的行: 1\n" in quality and "无实质内容（无/没有/暂无…）: 3 " in quality
+    assert "无实质内容（无/没有/暂无…）: 3 条" in (tmp_path / "report.html").read_text(encoding="utf-8")
+    document = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert document["data_quality"]["non_answers"] == 3 and document["data_quality"]["rows_without_text"] == 1
+    assert document["rows"] == {"total": 10, "with_text": 9, "without_text": 1, "non_answers": 3, "scored": 6}
+
+
 @pytest.mark.parametrize("suffix", ["parquet", "xlsx"])
 def test_parquet_and_xlsx_carry_the_chinese_tag_names_of_the_tagging_model(tmp_path, suffix):
     # A model with a tag neither the bundled model nor the registry knows: the file itself names it.
@@ -317,7 +341,7 @@ def test_json_report_holds_what_the_page_shows(tagged_csv, tmp_path):
     write_report(data, [target, tmp_path / "report.html"], title="测试")
     document = json.loads(target.read_text(encoding="utf-8"))
     assert {"summary", "problems", "drivers", "alerts", "groups", "trend", "themes", "model_version", "rows"} <= set(document)
-    assert document["title"] == "测试" and document["rows"] == {"total": 7, "with_text": 6, "without_text": 1}
+    assert document["title"] == "测试" and document["rows"] == {"total": 7, "with_text": 6, "without_text": 1, "non_answers": 0, "scored": 6}
     problems = {p["zh"]: p for p in document["problems"]}
     assert problems["响应缓慢"]["count"] == 2 and problems["响应缓慢"]["share"] == pytest.approx(2 / 6, abs=1e-4)
     assert set(problems["响应缓慢"]) >= {"tag", "zh", "count", "share", "estimate", "ci_low", "ci_high"}

@@ -2,13 +2,24 @@
 rates measured at training time and stored in the model directory, and raw shares without them."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from kesheng.analysis.report import ReportOptions, build_report, problem_table, report_json, share_note
-from kesheng.analysis.shares import ScoreMoments, TagRates, acc, estimate_share, load_share_rates, rates_from_metrics, wilson
+from kesheng.analysis.shares import (
+    ScoreMoments,
+    ShareCell,
+    TagRates,
+    acc,
+    estimate_share,
+    estimate_stratified_share,
+    load_share_rates,
+    rates_from_metrics,
+    wilson,
+)
 from kesheng.cli.main import app
 from kesheng.serve.batch import TagFileOptions, tag_file
 from tests.batch_helpers import survey_rows, write_rows
@@ -47,6 +58,36 @@ def test_the_interval_covers_the_true_share_about_95_percent_of_the_time():
     assert np.mean(corrected_errors) < np.mean(raw_errors) / 2  # raw is biased: it expects 0.3 * 0.65 + 0.7 * 0.05 = 23%, not 30%
 
 
+def test_stratified_correction_follows_the_files_own_mix_of_kinds():
+    # Two kinds of comment with the same recall and different false-positive rates (threads hold
+    # words that look like the tag), measured on a 50/50 mix; the survey is 90% single comments.
+    single, thread = TagRates(tp=400, fn=100, fp=40, tn=1960), TagRates(tp=400, fn=100, fp=400, tn=1600)
+    pooled = TagRates(tp=800, fn=200, fp=440, tn=3560)
+    # Truth: 10% of 9,000 single comments and 50% of 1,000 threads, 14% in all. Tagged: 882 and 500.
+    cells = [ShareCell(882, 9000, single), ShareCell(500, 1000, thread)]
+    stratified = estimate_stratified_share(cells)
+    assert stratified.estimate == pytest.approx(0.14, abs=1e-9) and stratified.ci_low < 0.14 < stratified.ci_high
+    assert stratified.count == 1382 and stratified.n == 10000 and stratified.method == "acc"
+    mixed = estimate_share(1382, 10000, pooled)  # the pooled rates overstate the single comments' false positives
+    assert not mixed.ci_low < 0.14 < mixed.ci_high
+    # A kind without usable rates counts raw; with none usable the whole share is raw.
+    partly = estimate_stratified_share([ShareCell(882, 9000, single), ShareCell(500, 1000, None)])
+    assert partly.estimate == pytest.approx((0.1 * 9000 + 500) / 10000) and partly.method == "acc"
+    assert estimate_stratified_share([ShareCell(882, 9000, None), ShareCell(500, 1000, None)]).method == "raw"
+    # One cell is the unstratified estimate.
+    assert estimate_stratified_share([ShareCell(350, 1000, single)]) == estimate_share(350, 1000, single)
+
+
+def test_rates_with_unreadable_kinds_fall_back_to_the_pooled_rates():
+    counts = {"tp": 80, "fn": 20, "fp": 50, "tn": 950}
+    block = {"measured_on": "x", "n": 1100, "tags": {"slow_response": counts}, "other": counts}
+    assert rates_from_metrics({"share_correction": block}).strata == {}
+    broken = rates_from_metrics({"share_correction": block | {"strata": {"cells": {"single:0": {"tags": "?"}}}}})
+    assert broken is not None and broken.strata == {} and broken.tags["slow_response"].tp == 80
+    read = rates_from_metrics({"share_correction": block | {"strata": {"length_edges": [20, 40, 80, 160], "cells": {"single:0": block}}}})
+    assert read.strata["single:0"].tags["slow_response"].fp == 50
+
+
 def test_pacc_uses_mean_scores():
     positive, negative = ScoreMoments(200, 0.8, 0.2), ScoreMoments(800, 0.1, 0.15)
     rates = TagRates(tp=150, fn=50, fp=40, tn=760, score_positive=positive, score_negative=negative)
@@ -80,10 +121,26 @@ def test_training_stores_rates_from_held_out_rows_and_reports_correct_with_them(
     rates = rates_from_metrics(stored)
     assert rates is not None and set(rates.tags) == set(block["tags"])
     assert "Error rates for share correction" in (model_dir / "MODEL_CARD.md").read_text(encoding="utf-8")
+    # The same counts per kind of comment, which add up to the pooled ones.
+    cells = block["strata"]["cells"]
+    assert sum(cell["n"] for cell in cells.values()) == block["n"] and set(rates.strata) == set(cells)
+    for name, counts in block["tags"].items():
+        assert sum(cell["tags"][name]["tp"] for cell in cells.values()) == counts["tp"]
     source = write_rows(tmp_path / "in.csv", survey_rows(60))
     tag_file(result.model, source, tmp_path / "tagged.csv", TagFileOptions(id_field="resp_id"))
-    corrected = build_report(tmp_path / "tagged.csv", ReportOptions(text_column="text", model_dir=str(model_dir)))
-    assert corrected.share_rates is not None
+    stratified = build_report(tmp_path / "tagged.csv", ReportOptions(text_column="text", model_dir=str(model_dir)))
+    assert stratified.share_strata > 0 and "评论类型" in share_note(stratified)
+    for name in block["tags"]:
+        e = stratified.estimates[name]
+        assert e.ci_low <= e.estimate <= e.ci_high
+    # Rates without kinds (stored before strata existed) correct with the pooled rates.
+    pooled_dir = tmp_path / "pooled_model"
+    shutil.copytree(model_dir, pooled_dir)
+    stored.pop("share_correction")
+    stored["share_correction"] = {k: v for k, v in block.items() if k != "strata"}
+    (pooled_dir / "metrics.json").write_text(json.dumps(stored), encoding="utf-8")
+    corrected = build_report(tmp_path / "tagged.csv", ReportOptions(text_column="text", model_dir=str(pooled_dir)))
+    assert corrected.share_rates is not None and corrected.share_strata == 0
     table = problem_table(corrected).set_index("标签")
     for name in block["tags"]:
         e = corrected.estimates[name]
@@ -110,8 +167,6 @@ def test_a_model_without_rates_gives_raw_shares_labeled_as_such(model, tmp_path)
 
 
 def test_evaluate_store_rates_writes_them_into_a_model_directory_and_refuses_the_independent_set(trained, tmp_path):
-    import shutil
-
     copy = tmp_path / "model"
     shutil.copytree(trained[1], copy)
     metrics = json.loads((copy / "metrics.json").read_text(encoding="utf-8"))

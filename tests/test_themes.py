@@ -171,6 +171,20 @@ def test_default_scope_is_the_untagged_comments(tagged_file, tmp_path):
     assert (assigned.loc[~untagged.to_numpy(), "theme"] == -1).all()
 
 
+def test_non_answers_form_no_theme_and_are_counted_in_a_note(tagged_file, tmp_path):
+    rows = pd.read_csv(tagged_file)
+    with_blanks = pd.concat([rows, rows.head(12).assign(comment=["无", "没有", "/", "暂无"] * 3)], ignore_index=True)
+    source = tmp_path / "with_non_answers.csv"
+    with_blanks.to_csv(source, index=False)
+    result = _themes(["-i", source, "-o", tmp_path / "t.json", "--assignments", tmp_path / "a.csv", "--scope", "all"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "t.json").read_text(encoding="utf-8"))
+    assert summary["scope_rows"] == summary["rows_with_text"] == len(rows)
+    assert any(note.startswith("12 条无实质内容") for note in summary["notes"])
+    assigned = pd.read_csv(tmp_path / "a.csv", keep_default_na=False)
+    assert (assigned["theme"].iloc[len(rows) :] == -1).all()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -12,6 +12,7 @@ import numpy as np
 
 from kesheng.models import Prediction, TagClassifier
 from kesheng.models.schema import SENTIMENTS, Taxonomy
+from kesheng.nlp.strata import LENGTH_EDGES, comment_stratum
 from kesheng.training.data import LabeledSet
 
 __all__ = [
@@ -148,20 +149,11 @@ def _score_moments(values: np.ndarray) -> dict:
     return {"n": int(values.size), "mean": float(values.mean()) if values.size else None, "sd": float(values.std(ddof=1)) if values.size > 1 else None}
 
 
-def share_rates(data: LabeledSet, predictions: Sequence[Prediction], measured_on: str) -> dict:
-    """Per tag, the confusion counts (tp, fn, fp, tn) and the mean and spread of the tag's score
-    among labeled positives and negatives: what a report needs to turn a predicted share into an
-    estimate of the true one (adjusted classify-and-count and its probabilistic variant), with
-    counts rather than rates so the uncertainty of the rates can be carried into the interval.
-
-    `predictions` must come from the final model on rows it was not trained on; `measured_on`
-    says which rows, for the model card and the report.
-    """
-    if len(predictions) != len(data):
-        raise ValueError(f"{len(predictions)} predictions for {len(data)} rows")
-    block: dict = {"measured_on": measured_on, "n": len(data), "tags": {}}
+def _rate_counts(data: LabeledSet, predictions: Sequence[Prediction], rows: np.ndarray) -> dict:
+    """Per tag and for 其他 (no tag at all), the confusion counts and score moments over `rows`."""
+    block: dict = {"n": int(rows.size), "tags": {}}
     for j, name in enumerate(data.taxonomy.names):
-        known = np.flatnonzero(data.tags[:, j] >= 0)
+        known = rows[data.tags[rows, j] >= 0]
         truth = data.tags[known, j]
         predicted = np.array([int(name in predictions[i].tags) for i in known], dtype=np.int8)
         scores = np.array([predictions[i].scores[name] for i in known], dtype=np.float64)
@@ -170,11 +162,33 @@ def share_rates(data: LabeledSet, predictions: Sequence[Prediction], measured_on
             "score_positive": _score_moments(scores[truth == 1]),
             "score_negative": _score_moments(scores[truth == 0]),
         }
-    complete = np.flatnonzero((data.tags >= 0).all(axis=1))
+    complete = rows[(data.tags[rows] >= 0).all(axis=1)]
     other_truth = (data.tags[complete].sum(axis=1) == 0).astype(np.int8)
     other_predicted = np.array([int(not predictions[i].tags) for i in complete], dtype=np.int8)
     counts = _binary(other_truth, other_predicted)
     block["other"] = {k: counts[k] for k in ("tp", "fn", "fp", "tn")}
+    return block
+
+
+def share_rates(data: LabeledSet, predictions: Sequence[Prediction], measured_on: str) -> dict:
+    """Per tag, the confusion counts (tp, fn, fp, tn) and the mean and spread of the tag's score
+    among labeled positives and negatives: what a report needs to turn a predicted share into an
+    estimate of the true one (adjusted classify-and-count and its probabilistic variant), with
+    counts rather than rates so the uncertainty of the rates can be carried into the interval.
+    The same counts per kind of comment (`kesheng.nlp.strata`: thread or single comment, length
+    band) go under `strata`, so a report can correct each kind with its own rates.
+
+    `predictions` must come from the final model on rows it was not trained on; `measured_on`
+    says which rows, for the model card and the report.
+    """
+    if len(predictions) != len(data):
+        raise ValueError(f"{len(predictions)} predictions for {len(data)} rows")
+    block = {"measured_on": measured_on} | _rate_counts(data, predictions, np.arange(len(data)))
+    kinds = np.array([comment_stratum(text) for text in data.texts], dtype=object)
+    block["strata"] = {
+        "length_edges": list(LENGTH_EDGES),
+        "cells": {key: _rate_counts(data, predictions, np.flatnonzero(kinds == key)) for key in sorted(set(kinds.tolist()))},
+    }
     return block
 
 

@@ -1,15 +1,18 @@
 """Share-correction error rates measured by cross-fitting on randomly drawn labeled comments.
 
     python -m kesheng.training.share_rates --config training/configs/default.json \\
-        --measure-on training/labels/round6_random.jsonl --model models/default_model --corpus-dir ../shared/data/pool
+        --measure-on training/labels/round6_random.jsonl training/labels/real_labels.jsonl:stc3- \\
+        --model models/default_model --corpus-dir ../shared/data/pool
 
 A report corrects each problem's share with the model's true- and false-positive rates, and the
 correction is only as good as the match between the rows the rates were measured on and the
 comments of a real survey. The pipeline's dev and test splits were drawn 60% among comments with
 a service keyword (so that every tag has positives): their negatives are harder than a survey's,
 and rates measured there overstate the false-positive rate (the corrected shares come out too
-low). Randomly drawn comments (round 6's random half) are representative, but they are training
-rows of the final model. So they are measured by cross-fitting: the training run of the config
+low). Randomly drawn comments are representative (round 6's random half for reviews; for STC-3
+complaints, every dialogue of rounds 1-3, which together are all the corpus's dialogues of at
+most 600 characters, so `real_labels.jsonl:stc3-` selects a population, not a keyword stratum),
+but they are training rows of the final model. So they are measured by cross-fitting: the training run of the config
 is repeated `folds` times, each time without one fold of the measured comments (and without any
 comment with the same normalized text), at the final model's thresholds, and each comment is
 predicted by the run that did not see it. The counts go into the model directory's metrics.json
@@ -25,13 +28,14 @@ import logging
 from pathlib import Path
 
 from kesheng.models import TagClassifier
+from kesheng.models.schema import Taxonomy
 from kesheng.training.config import TrainConfig
 from kesheng.training.corpus import load_corpus_splits, read_label_file
 from kesheng.training.data import LabeledSet, dedupe_key, load_labeled
 from kesheng.training.evaluate import SHARE_CORRECTION, share_rates, write_share_rates
 from kesheng.training.train import _fit, _weak_rows, build_model
 
-__all__ = ["cross_fitted_share_rates"]
+__all__ = ["cross_fitted_predictions", "cross_fitted_share_rates", "measured_ids"]
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +44,28 @@ def _fold(text: str, folds: int) -> int:
     return int(hashlib.sha256(dedupe_key(text).encode("utf-8")).hexdigest(), 16) % folds
 
 
-def cross_fitted_share_rates(config: TrainConfig, model: TagClassifier, measure_on: list[str], folds: int = 3) -> dict:
-    """The `share_correction` block for `model`, measured on the train-split comments of the
-    `measure_on` label files by `folds`-fold cross-fitting of `config`'s training run."""
+def measured_ids(measure_on: list[str], taxonomy: Taxonomy) -> set[str]:
+    """The ids `measure_on` selects: each entry is a label file, or `FILE:PREFIX` for the rows of
+    FILE whose id starts with PREFIX (one source of a file that mixes draws, e.g. `:stc3-`)."""
+    ids: set[str] = set()
+    for entry in measure_on:
+        path, _, prefix = entry.partition(":") if not Path(entry).is_file() else (entry, "", "")
+        selected = {row["id"] for row in read_label_file(path, taxonomy) if row["id"].startswith(prefix)}
+        if not selected:
+            raise ValueError(f"{entry}: no row id starts with {prefix!r}")
+        ids |= selected
+    return ids
+
+
+def cross_fitted_predictions(config: TrainConfig, model: TagClassifier, measure_on: list[str], folds: int = 3) -> tuple[LabeledSet, list]:
+    """The train-split comments that `measure_on` selects (see `measured_ids`), each predicted by
+    a `folds`-fold cross-fitting run of `config`'s training that did not see it, at `model`'s thresholds."""
     taxonomy = model.taxonomy_
     splits = load_corpus_splits(config.corpus_labels, config.corpus_dir, taxonomy)
     train = LabeledSet.concat([load_labeled(path, config.columns, taxonomy) for path in config.train_files] + [splits["train"]])
     dev = splits["dev"]
-    measured_ids = {row["id"] for path in measure_on for row in read_label_file(path, taxonomy)}
-    measured = [i for i, row_id in enumerate(train.ids) if row_id in measured_ids]
+    selected = measured_ids(measure_on, taxonomy)
+    measured = [i for i, row_id in enumerate(train.ids) if row_id in selected]
     if not measured:
         raise ValueError(f"no training comment of {measure_on} is in the config's labels: nothing to measure")
     hand_ids = {i for part in splits.values() for i in part.ids}
@@ -66,15 +83,20 @@ def cross_fitted_share_rates(config: TrainConfig, model: TagClassifier, measure_
         fitted.set_thresholds(model.thresholds_)
         predictions.update(zip(held, fitted.predict([train.texts[i] for i in held])))
     order = sorted(predictions)
-    rows = train.subset(order)
-    names = ", ".join(Path(p).name for p in measure_on)
-    return share_rates(rows, [predictions[i] for i in order], f"{names} ({len(order)} randomly drawn comments, {folds}-fold cross-fitted)")
+    return train.subset(order), [predictions[i] for i in order]
+
+
+def cross_fitted_share_rates(config: TrainConfig, model: TagClassifier, measure_on: list[str], folds: int = 3) -> dict:
+    """The `share_correction` block for `model`, measured on `cross_fitted_predictions`."""
+    rows, predictions = cross_fitted_predictions(config, model, measure_on, folds)
+    names = " + ".join(Path(entry).name for entry in measure_on)
+    return share_rates(rows, predictions, f"{names} ({len(rows)} randomly drawn comments, {folds}-fold cross-fitted)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="the training config the model was trained with")
-    parser.add_argument("--measure-on", nargs="+", required=True, help="label file(s) of randomly drawn comments (train split)")
+    parser.add_argument("--measure-on", nargs="+", required=True, help="label file(s) of randomly drawn comments (train split); FILE:PREFIX keeps the ids starting with PREFIX")
     parser.add_argument("--model", required=True, help="model directory whose metrics.json receives the rates")
     parser.add_argument("--corpus-dir", default=None, help="the public corpora ($KESHENG_CORPUS_DIR)")
     parser.add_argument("--folds", type=int, default=3)
