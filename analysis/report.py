@@ -34,7 +34,7 @@ from kesheng.analysis.alerts import Alert, AlertSettings, alert_sentence, find_a
 from kesheng.analysis.charts import chart_options, charts_script, cjk_font_file, group_filters, render_charts
 from kesheng.analysis.drivers import KINDS, DriversAccumulator, DriverStats, detect_kind, parse_scores
 from kesheng.analysis.shares import METHODS as SHARE_METHODS
-from kesheng.analysis.shares import ShareCell, ShareEstimate, ShareRates, estimate_share, estimate_stratified_share, load_share_rates
+from kesheng.analysis.shares import ShareCell, ShareEstimate, ShareRates, estimate_stratified_share, load_share_rates
 from kesheng.analysis.themes import StreamSample, ThemeParams, find_themes
 from kesheng.files.atomic import write_atomic
 from kesheng.files.readers import TEXT_SAMPLE_ROWS, InputFileError, choose_encoding, choose_text_column, format_of
@@ -170,10 +170,8 @@ class ReportData:
     escalated: int = 0  # scored rows flagged escalate
     escalations: list[dict] = field(default_factory=list)  # the most urgent escalated comments, highest score first
     period: str = "M"  # the trend's period code (M, W, D, Q, Y)
-    # Corrected shares: sums of each tag's score over scored rows (for PACC), the model's stored
-    # error rates (None: raw shares, labeled as such) and the estimates ("" = 其他).
-    score_sums: dict[str, float] = field(default_factory=dict)
-    score_squares: dict[str, float] = field(default_factory=dict)
+    # Corrected shares: the model's stored error rates (None: raw shares, labeled as such) and the
+    # estimates ("" = 其他).
     share_rates: ShareRates | None = None
     share_strata: int = 0  # kinds of comment corrected each with its own rates (kesheng.nlp.strata); 0: pooled rates
     estimates: dict[str, ShareEstimate] = field(default_factory=dict)
@@ -270,8 +268,6 @@ class _Aggregator:
             date_column=options.date_column,
             min_group_rows=options.min_group_rows,
             period=options.period,
-            score_sums={t: 0.0 for t in tags},
-            score_squares={t: 0.0 for t in tags},
         )
         self.scenario_counts = {t: Counter() for t in tags}
         if options.themes != "off":
@@ -314,9 +310,6 @@ class _Aggregator:
         scored_flags = flags[scored]
         for tag in data.tags:
             data.tag_counts[tag] += int(scored_flags[tag].sum())
-            tag_scores = pd.to_numeric(frame.loc[scored, f"{tag}_score"], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
-            data.score_sums[tag] += float(tag_scores.sum())
-            data.score_squares[tag] += float((tag_scores * tag_scores).sum())
         untagged = scored_flags.sum(axis=1) == 0
         data.other += int(untagged.sum())
         self._add_strata(text[scored], scored_flags, frame.loc[scored], untagged)
@@ -456,6 +449,8 @@ class _Aggregator:
             ]
 
     def _add_strata(self, texts: pd.Series, flags: pd.DataFrame, rows: pd.DataFrame, untagged: pd.Series) -> None:
+        """Per kind of comment: scored rows, tagged and untagged counts, and each tag's score sum
+        and sum of squares (for PACC), added to the file's running totals."""
         table: dict[str, np.ndarray] = {"n": np.ones(len(texts), dtype=np.int64), "other": untagged.to_numpy(dtype=np.int64)}
         for tag in self.data.tags:
             scores = pd.to_numeric(rows[f"{tag}_score"], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
@@ -465,19 +460,22 @@ class _Aggregator:
         totals = pd.DataFrame(table).groupby(comment_strata(texts)).sum()
         self.strata_totals = totals if self.strata_totals is None else self.strata_totals.add(totals, fill_value=0)
 
-    def _share_cells(self, rates: ShareRates | None, tag: str) -> list[ShareCell] | None:
-        """The file's kinds of comment with each kind's rates for `tag` ("" = 其他); None when the
-        stored rates have no cells for the kinds this report counts (the pooled rates apply)."""
+    def _share_cells(self, rates: ShareRates | None, tag: str) -> list[ShareCell]:
+        """What a share of `tag` ("" = 其他) is estimated from: each kind of comment in the file with
+        that kind's rates where the stored rates have kinds, else the whole file with the pooled rates."""
         totals = self.strata_totals
-        if rates is None or not rates.strata or tuple(rates.length_edges) != LENGTH_EDGES or totals is None:
-            return None
+        if totals is None:
+            return []
+        stratified = _corrects_by_kind(rates)
+        if not stratified:
+            totals = totals.sum().to_frame("all").T
         cells = []
         for key, row in totals.iterrows():
-            kind = rates.strata.get(str(key))
-            kind_rates = None if kind is None else (kind.other if tag == "" else kind.tags.get(tag))
+            source = rates.strata.get(str(key)) if stratified else rates
+            cell_rates = None if source is None else (source.other if tag == "" else source.tags.get(tag))
             count = int(row["other" if tag == "" else tag])
             scores = (None, None) if tag == "" else (float(row[f"{tag} score"]), float(row[f"{tag} score2"]))
-            cells.append(ShareCell(count, int(row["n"]), kind_rates, *scores))
+            cells.append(ShareCell(count, int(row["n"]), cell_rates, *scores))
         return cells
 
     def _estimate_shares(self, data: ReportData) -> None:
@@ -488,18 +486,15 @@ class _Aggregator:
             data.share_rates = load_share_rates(version, self.options.model_dir)
         rates = data.share_rates
         for tag in data.tags:
-            cells = self._share_cells(rates, tag)
-            data.estimates[tag] = (
-                estimate_stratified_share(cells, self.options.share_method)
-                if cells
-                else estimate_share(
-                    data.tag_counts[tag], data.scored, rates.tags.get(tag) if rates else None, self.options.share_method,
-                    data.score_sums[tag], data.score_squares[tag],
-                )
-            )
-        cells = self._share_cells(rates, "")
-        data.share_strata = len(cells) if cells else 0
-        data.estimates[""] = estimate_stratified_share(cells, "acc") if cells else estimate_share(data.other, data.scored, rates.other if rates else None, "acc")
+            data.estimates[tag] = estimate_stratified_share(self._share_cells(rates, tag), self.options.share_method)
+        other = self._share_cells(rates, "")
+        data.estimates[""] = estimate_stratified_share(other, "acc")
+        data.share_strata = len(other) if _corrects_by_kind(rates) else 0
+
+
+def _corrects_by_kind(rates: ShareRates | None) -> bool:
+    """Whether the rates have a cell per kind of comment, with the kinds this report counts."""
+    return rates is not None and bool(rates.strata) and tuple(rates.length_edges) == LENGTH_EDGES
 
 
 def _chinese_names(tags: list[str], versions: Counter, given: dict[str, str]) -> dict[str, str]:

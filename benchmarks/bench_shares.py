@@ -8,7 +8,8 @@ from the tagged file, and prints per tag: the true share (the adjudicated labels
 (comments the model tagged), the corrected estimate with its 95% interval for both methods (ACC,
 the report's default, and PACC), and whether the interval covers the truth; then the mean absolute
 error of raw and corrected shares. The error rates come from the model directory (metrics.json
-`share_correction`, measured on the pipeline's test split); nothing here is tuned on this set.
+`share_correction`; for the bundled model cross-fitted on randomly drawn labeled comments, per kind
+of comment, `kesheng.training.share_rates`); nothing here is tuned on this set.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import re
 from functools import lru_cache
 from importlib import resources
 
-from kesheng.nlp.normalize import _char_table, is_emoji, is_punctuation, normalize
+from kesheng.nlp.normalize import char_table, is_emoji, is_punctuation, normalize
 
 __all__ = ["is_non_answer", "non_answer_phrases"]
 
@@ -41,7 +41,7 @@ def _letter_outside_phrases() -> re.Pattern[str]:
     traditional form: one such letter makes a text an answer without normalizing it, which keeps a
     report of a million comments from normalizing each of them."""
     letters = set("".join(non_answer_phrases())) | set(_TRAILING_PARTICLES)
-    letters |= {chr(code) for code, folded in _char_table().items() if folded in letters}
+    letters |= {chr(code) for code, folded in char_table().items() if folded in letters}
     return re.compile(f"[^{re.escape(''.join(sorted(letters)))}\\W\\d_]")
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-__all__ = ["NormalizedText", "normalize"]
+__all__ = ["NormalizedText", "char_table", "normalize"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def _fullwidth_to_halfwidth(code: int) -> int:
 
 
 @lru_cache(maxsize=1)
-def _char_table() -> dict[int, str]:
+def char_table() -> dict[int, str]:
     """One-character translation table: full-width ASCII, traditional->simplified, controls.
 
     The traditional->simplified pairs come from OpenCC's character dictionary. Characters that
@@ -149,7 +149,7 @@ def normalize(text: str) -> NormalizedText:
     if not isinstance(text, str):
         raise TypeError(f"normalize() needs a str, got {type(text).__name__}")
     builder = _Builder(text)
-    builder.translate(_char_table())
+    builder.translate(char_table())
     if not builder.text.isascii():
         builder.sub(_ZERO_WIDTH, "")
         builder.sub(_EMOJI_MODIFIERS, "")
