@@ -206,6 +206,16 @@ def _guess_text_column(frame: pd.DataFrame, tags: list[str]) -> tuple[str, bool]
         raise ReportError(str(exc)) from exc
 
 
+def text_presence(text: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Which rows have text, and which of those are non-answers ("无", "/": kesheng.nlp.non_answer).
+
+    Decided from the text, as empty rows are, so a file tagged before models noted non-answers
+    (when "无" came out negative) is read the same way by the report and by `kesheng themes`.
+    """
+    has_text = text.str.strip() != ""
+    return has_text, has_text & text.map(is_non_answer).astype(bool)
+
+
 def check_flags(frame: pd.DataFrame, column: str) -> pd.Series:
     """A tag column as 0/1 integers, or a ReportError naming the bad values (the file is not from `kesheng tag`)."""
     values = pd.to_numeric(frame[column], errors="coerce")
@@ -289,10 +299,7 @@ class _Aggregator:
         data = self.data
         frame = frame.reset_index(drop=True)
         text = frame[data.text_column].fillna("").astype(str)
-        has_text = text.str.strip() != ""
-        # Decided from the text, as empty rows are, so a file tagged before models noted non-answers
-        # (when "无" came out negative) is reported the same way.
-        non_answer = has_text & text.map(is_non_answer).astype(bool)
+        has_text, non_answer = text_presence(text)
         scored = has_text & ~non_answer
         flags = pd.DataFrame({t: check_flags(frame, t) for t in data.tags})
         sentiment = frame["sentiment"].fillna("").astype(str)

@@ -20,14 +20,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from kesheng.analysis.report import ReportError, check_flags, read_tagged
+from kesheng.analysis.report import ReportError, check_flags, read_tagged, text_presence
 from kesheng.analysis.themes import ThemeModel, ThemeParams, find_themes
 from kesheng.files.atomic import atomic_path, write_atomic
 from kesheng.files.readers import TEXT_SAMPLE_ROWS, InputFileError, choose_text_column, format_of
 from kesheng.models.embedding import TextEmbedder
 from kesheng.models.rows import MODEL_VERSION_COLUMN, prediction_columns, tag_columns
 from kesheng.models.schema import DEFAULT_TAXONOMY, OTHER_ZH, SENTIMENT_ZH, SENTIMENTS, Taxonomy
-from kesheng.nlp.non_answer import is_non_answer
 from kesheng.stores.registry import known_taxonomy
 
 __all__ = [
@@ -162,8 +161,9 @@ def discover_themes(path: str | os.PathLike, embedder: TextEmbedder, options: Th
         raise ThemesError(f"--group-by {missing[0]!r}: no such column; columns are {', '.join(map(str, frame.columns))}")
     texts = frame[text_column].map(lambda v: v if isinstance(v, str) else ("" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)))
     # Non-answers ("无", "/") are left out as empty rows are, as in the report: they form no theme.
-    non_answers = texts.map(is_non_answer).to_numpy(dtype=bool)
-    has_text = texts.str.strip().ne("").to_numpy() & ~non_answers
+    present, non_answer = text_presence(texts)
+    non_answers = non_answer.to_numpy(dtype=bool)
+    has_text = present.to_numpy(dtype=bool) & ~non_answers
     taxonomy = _taxonomy(frame)
     in_scope, scope, scope_zh = _scope(frame, options.scope, has_text, taxonomy)
     scoped_texts = texts[in_scope].tolist()

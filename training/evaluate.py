@@ -149,23 +149,21 @@ def _score_moments(values: np.ndarray) -> dict:
     return {"n": int(values.size), "mean": float(values.mean()) if values.size else None, "sd": float(values.std(ddof=1)) if values.size > 1 else None}
 
 
-def _rate_counts(data: LabeledSet, predictions: Sequence[Prediction], rows: np.ndarray) -> dict:
-    """Per tag and for 其他 (no tag at all), the confusion counts and score moments over `rows`."""
+def _rate_counts(data: LabeledSet, tagged: np.ndarray, scores: np.ndarray, rows: np.ndarray) -> dict:
+    """Per tag and for 其他 (no tag at all), the confusion counts and score moments over `rows`;
+    `tagged` and `scores` are the predictions as (texts, tags) matrices."""
     block: dict = {"n": int(rows.size), "tags": {}}
     for j, name in enumerate(data.taxonomy.names):
         known = rows[data.tags[rows, j] >= 0]
         truth = data.tags[known, j]
-        predicted = np.array([int(name in predictions[i].tags) for i in known], dtype=np.int8)
-        scores = np.array([predictions[i].scores[name] for i in known], dtype=np.float64)
-        counts = _binary(truth, predicted)
+        counts = _binary(truth, tagged[known, j])
         block["tags"][name] = {k: counts[k] for k in ("tp", "fn", "fp", "tn")} | {
-            "score_positive": _score_moments(scores[truth == 1]),
-            "score_negative": _score_moments(scores[truth == 0]),
+            "score_positive": _score_moments(scores[known, j][truth == 1]),
+            "score_negative": _score_moments(scores[known, j][truth == 0]),
         }
     complete = rows[(data.tags[rows] >= 0).all(axis=1)]
     other_truth = (data.tags[complete].sum(axis=1) == 0).astype(np.int8)
-    other_predicted = np.array([int(not predictions[i].tags) for i in complete], dtype=np.int8)
-    counts = _binary(other_truth, other_predicted)
+    counts = _binary(other_truth, (tagged[complete].sum(axis=1) == 0).astype(np.int8))
     block["other"] = {k: counts[k] for k in ("tp", "fn", "fp", "tn")}
     return block
 
@@ -183,11 +181,14 @@ def share_rates(data: LabeledSet, predictions: Sequence[Prediction], measured_on
     """
     if len(predictions) != len(data):
         raise ValueError(f"{len(predictions)} predictions for {len(data)} rows")
-    block = {"measured_on": measured_on} | _rate_counts(data, predictions, np.arange(len(data)))
+    names = data.taxonomy.names
+    tagged = np.array([[name in p.tags for name in names] for p in predictions], dtype=np.int8).reshape(len(data), len(names))
+    scores = np.array([[p.scores[name] for name in names] for p in predictions], dtype=np.float64).reshape(len(data), len(names))
+    block = {"measured_on": measured_on} | _rate_counts(data, tagged, scores, np.arange(len(data)))
     kinds = np.array([comment_stratum(text) for text in data.texts], dtype=object)
     block["strata"] = {
         "length_edges": list(LENGTH_EDGES),
-        "cells": {key: _rate_counts(data, predictions, np.flatnonzero(kinds == key)) for key in sorted(set(kinds.tolist()))},
+        "cells": {key: _rate_counts(data, tagged, scores, np.flatnonzero(kinds == key)) for key in sorted(set(kinds.tolist()))},
     }
     return block
 
